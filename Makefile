@@ -1,0 +1,75 @@
+# One task runner for laptops and CI: every workflow step on GitHub calls one of these
+# targets, so nothing runs there that cannot run here. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Settings for this machine (the docker client, a stand-in base image), written by
+# `make provision`; absent on a machine that needs none.
+-include local.mk
+
+# The contract variables (DESIGN.md); an environment variable of the same name wins.
+MODEL_DIR     ?= artifacts
+PORT          ?= 8501
+MODEL_NAME    ?= model
+IMAGE         ?= model-service
+# A tagged commit (v1.2.3) gives 1.2.3; anything else a pre-release of the next one.
+VERSION       ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' || echo "0.0.0-dev.$$(git rev-parse --short HEAD 2>/dev/null || echo none)")
+REGISTRY      ?= 127.0.0.1:5000
+DEPLOY_TARGET ?= docker
+CHAMPION      ?=
+DOCKER        ?= docker
+BASE_IMAGE    ?= python:3.11-slim
+export MODEL_DIR PORT MODEL_NAME IMAGE VERSION REGISTRY DEPLOY_TARGET CHAMPION DOCKER BASE_IMAGE
+
+VENV := .venv
+PY   := $(VENV)/bin/python
+say   = @printf '\n==> %s\n' "$(1)"
+
+.PHONY: help provision install lint test train evaluate serve build smoke push deploy rollback pipeline bench
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+provision: ## install and start what the tests need and the venv lacks (Docker engine, registry, tools)
+	$(call say,provision: Docker engine, local registry, base image and test tools)
+	bash .ci/provision
+
+$(VENV)/.installed: pyproject.toml
+	$(call say,install: $(VENV) with .[dev])
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project with its dev extras
+
+lint: install ## flake8 over the Python code, shellcheck over the scripts
+	$(call say,lint: flake8 and shellcheck)
+	$(VENV)/bin/flake8
+	shellcheck .ci/run .ci/provision
+
+test: install ## the whole test suite, with coverage (training/ must stay at 85% or more)
+	$(call say,test: pytest)
+	$(PY) -m pytest
+	$(PY) -m coverage report --include='training/*' --fail-under=85 --format=total \
+	  | xargs printf 'training/ line coverage: %s%% (minimum 85%%)\n'
+
+train: install ## validate the data, train, export to LiteRT and write the artifacts to MODEL_DIR
+	$(call say,train: data/ -> $(MODEL_DIR)/)
+	$(PY) -m training train --model-dir '$(MODEL_DIR)'
+
+evaluate: install ## metrics, plots, report and the gate (against CHAMPION when set)
+	$(call say,evaluate: gate the model in $(MODEL_DIR)$(if $(CHAMPION), against $(CHAMPION)))
+	$(PY) -m training evaluate --model-dir '$(MODEL_DIR)' $(if $(CHAMPION),--champion '$(CHAMPION)')
+
+pipeline: ## lint, test, train, evaluate, build, smoke and deploy on the local engine
+	$(call say,pipeline: lint test train evaluate build smoke deploy)
+	$(MAKE) lint
+	$(MAKE) test
+	$(MAKE) train
+	$(MAKE) evaluate
+	$(MAKE) build
+	$(MAKE) smoke
+	$(MAKE) deploy
