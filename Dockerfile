@@ -1,0 +1,65 @@
+# The serving image: the Flask service, the LiteRT runtime and one trained model (MODEL_DIR),
+# without TensorFlow. `make build` builds it with BuildKit and fills in the labels; by hand:
+#   DOCKER_BUILDKIT=1 docker build --build-arg MODEL_DIR=artifacts -t model-service .
+# Behind a TLS-intercepting proxy add --secret id=pip_cert,src=/path/to/ca-bundle.crt.
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
+# `python3 -m venv` works on python:3.11-slim and on a plain Debian base alike.
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY training/ training/
+COPY service/ service/
+COPY deploy/ deploy/
+# The pip cache lives in a BuildKit cache mount and the CA bundle in a secret: neither lands
+# in a layer. pip and setuptools leave afterwards, with the test suites of the dependencies.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=pip_cert,required=false \
+    if [ -f /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
+    /opt/venv/bin/pip install --disable-pip-version-check --no-warn-script-location '.[serve]' \
+    && /opt/venv/bin/pip uninstall --disable-pip-version-check --yes pip setuptools \
+    && find /opt/venv -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
+
+FROM ${BASE_IMAGE}
+# A fixed numeric uid, so `--user` and volume permissions are predictable across bases.
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin model
+COPY --from=build /opt/venv /opt/venv
+ARG MODEL_DIR=artifacts
+# Root-owned and read-only for the service user: the model cannot be changed at run time.
+COPY ${MODEL_DIR}/ /opt/model/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MODEL_DIR=/opt/model \
+    MODEL_NAME=model \
+    PORT=8501
+USER 10001:10001
+EXPOSE 8501
+# Probes this container's own gunicorn (its private socket when deploy gave it one), so the
+# answer is right even when two containers share the host port during a deploy.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python3", "-m", "deploy.healthcheck"]
+CMD ["gunicorn", "--config", "python:service.gunicorn_conf", "service:create_app()"]
+
+# Last, so that a new version or model changes no layer above.
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=unknown
+ARG MODEL_VERSION=unknown
+ARG MODEL_SHA256=unknown
+ARG PRIMARY_METRIC=unknown
+ARG PRIMARY_METRIC_VALUE=unknown
+LABEL org.opencontainers.image.title="model-service" \
+      org.opencontainers.image.description="Prediction service (TensorFlow Serving REST API) with its model" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      ml.model.version="${MODEL_VERSION}" \
+      ml.model.sha256="${MODEL_SHA256}" \
+      ml.model.primary-metric="${PRIMARY_METRIC}" \
+      ml.model.primary-metric-value="${PRIMARY_METRIC_VALUE}"
