@@ -1,0 +1,98 @@
+"""python -m deploy {build,smoke,push,deploy,rollback,status,releases}
+
+Settings come from the Makefile's contract variables (IMAGE, VERSION, REGISTRY, PORT,
+MODEL_NAME, MODEL_DIR, DEPLOY_TARGET, DOCKER, BASE_IMAGE, DOCKER_HOST) in the environment.
+Exit status: 0 done, 1 failed (the message says what still runs), 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from deploy import image, releases
+from deploy.docker_driver import DeployError
+from deploy.registry import PRODUCTION_TAG, Registry, RegistryError
+from deploy.settings import Settings
+from deploy.smoke import smoke
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
+        prog="python -m deploy", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build, smoke-test and push the serving image; deploy and roll it back.",
+        epilog=__doc__.split("\n", 2)[2])
+    commands = main.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", help="build IMAGE:VERSION and IMAGE:sha-<commit> with the "
+                                      "model in MODEL_DIR")
+    smoke = commands.add_parser("smoke", help="run the image, check a real prediction, stop it")
+    smoke.add_argument("reference", nargs="?", help="image to test (default IMAGE:VERSION)")
+    commands.add_parser("push", help="push IMAGE:VERSION and its sha- tag to REGISTRY")
+    deploy = commands.add_parser("deploy", help="deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET")
+    deploy.add_argument("--version", help="release to deploy (default VERSION)")
+    rollback = commands.add_parser("rollback", help="redeploy an earlier release, no rebuild")
+    rollback.add_argument("--version", help="release to go back to (default: the one before "
+                                            "the deployed one)")
+    status = commands.add_parser("status", help="what is deployed, and where")
+    status.add_argument("--reference", action="store_true",
+                        help="print only the deployed image reference (nothing when none)")
+    commands.add_parser("releases", help="the releases in the registry, oldest first")
+    return main
+
+
+def run(args: argparse.Namespace, settings: Settings) -> None:
+    target = os.environ.get("DEPLOY_TARGET") or "docker"
+    if args.command == "build":
+        for tag in image.build(settings):
+            print(f"built {tag}")
+    elif args.command == "smoke":
+        reference = args.reference or f"{settings.image}:{settings.version}"
+        result = smoke(reference, settings.model_name)
+        print(f"smoke test of {reference} passed: ready in {result['ready_after_s']} s on port "
+              f"{result['port']} as uid {result['uid']}, predictions {result['predictions']} "
+              f"match the model (max difference {result['max_difference']:.2g}), clean stop")
+    elif args.command == "push":
+        digest = image.push(settings)
+        print(f"pushed {settings.remote}:{settings.version} ({digest})")
+    elif args.command == "releases":
+        registry = Registry(settings.registry)
+        production = registry.digest(settings.repository, PRODUCTION_TAG)
+        for version in releases.known_versions(settings, registry):
+            digest = registry.digest(settings.repository, version)
+            print(f"{version}\t{digest}" + ("\tproduction" if digest == production else ""))
+    else:
+        driver = releases.driver_for(target, settings)
+        if args.command == "status":
+            current = driver.current()
+            if args.reference:
+                print(current.image if current else "")
+            elif current:
+                print(f"{current.service} {current.version} ({current.image}) runs in "
+                      f"{current.container} at {current.url}")
+            else:
+                print(f"{settings.service}: nothing deployed on {target}")
+            return
+        registry = Registry(settings.registry)
+        started = time.monotonic()
+        if args.command == "deploy":
+            done = releases.deploy(settings, driver, registry, args.version or settings.version)
+        else:
+            done = releases.rollback(settings, driver, registry, args.version)
+        print(f"{args.command}: {done.service} {done.version} ({done.image}) serves at "
+              f"{done.url} ({time.monotonic() - started:.1f} s); registry tag "
+              f"{settings.remote}:{PRODUCTION_TAG} points to it")
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        run(args, Settings.from_env())
+    except (DeployError, image.ImageError, RegistryError) as error:
+        print(f"{parser().prog} {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The serving image: build it (docker CLI with BuildKit), push it, and read the model out of it.
+
+Builds go through the CLI because the Docker SDK cannot build with BuildKit (secrets, cache
+mounts); everything else goes through the SDK, which honours DOCKER_HOST (ssh:// included).
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import semver
+
+from deploy.registry import Registry
+from deploy.settings import Settings
+
+# Where the Dockerfile puts the model when the image's own MODEL_DIR says nothing else.
+IMAGE_MODEL_DIR = "/opt/model"
+DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+SHA_TAG_PREFIX = "sha-"
+
+
+class ImageError(RuntimeError):
+    pass
+
+
+def docker_client():
+    """An SDK client for DOCKER_HOST (or the local socket); ssh:// goes through the ssh binary."""
+    import docker
+    return docker.from_env(use_ssh_client=True, timeout=300)
+
+
+def git(*args: str, default: str = "unknown") -> str:
+    try:
+        return subprocess.run(["git", *args], check=True, capture_output=True,
+                              text=True).stdout.strip() or default
+    except (OSError, subprocess.CalledProcessError):
+        return default
+
+
+def sha_tag(revision: str) -> str:
+    return SHA_TAG_PREFIX + revision[:7]
+
+
+def source_url() -> str:
+    if os.environ.get("GITHUB_REPOSITORY"):
+        server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{os.environ['GITHUB_REPOSITORY']}"
+    return git("remote", "get-url", "origin")
+
+
+def check_version(version: str) -> str:
+    """Release tags are semantic versions (so rollback can order them) and valid image tags."""
+    if not semver.Version.is_valid(version) or "+" in version:
+        raise ImageError(f"VERSION {version!r} is not a semantic version without build metadata "
+                         "(such as 1.2.0 or 1.3.0-rc.1)")
+    return version
+
+
+def model_labels(model_dir: Path) -> dict[str, str]:
+    """Build arguments that label the image with the model inside it, from manifest.json."""
+    missing = [name for name in ("model.tflite", "manifest.json")
+               if not (model_dir / name).is_file()]
+    if missing:
+        raise ImageError(f"{model_dir} lacks {', '.join(missing)}: run `make train` first")
+    try:
+        manifest = json.loads((model_dir / "manifest.json").read_text())
+        return {
+            "MODEL_VERSION": str(manifest["version"]),
+            "MODEL_SHA256": manifest["files"]["model.tflite"]["sha256"],
+            "PRIMARY_METRIC": manifest["model"]["primary_metric"],
+            "PRIMARY_METRIC_VALUE": str(manifest["model"]["primary_metric_value"]),
+        }
+    except (ValueError, KeyError, TypeError) as error:
+        raise ImageError(f"{model_dir / 'manifest.json'}: not a training manifest "
+                         f"({type(error).__name__}: {error})") from error
+
+
+def build_command(settings: Settings, context: Path) -> tuple[list[str], list[str]]:
+    """The `docker build` command line and the tags it gives."""
+    version = check_version(settings.version)
+    context = context.resolve()
+    model_dir = Path(settings.model_dir).resolve()
+    if not model_dir.is_relative_to(context):
+        raise ImageError(f"MODEL_DIR {settings.model_dir} must be inside the build context "
+                         f"{context} (the Dockerfile copies it from there)")
+    revision = git("rev-parse", "HEAD")
+    args = {
+        "BASE_IMAGE": settings.base_image,
+        "MODEL_DIR": model_dir.relative_to(context).as_posix(),
+        "VERSION": version,
+        "REVISION": revision,
+        "CREATED": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "SOURCE": source_url(),
+        **model_labels(model_dir),
+    }
+    tags = [f"{settings.image}:{version}", f"{settings.image}:{sha_tag(revision)}"]
+    command = [settings.docker_cli, "build", "--network", "host"]
+    ca_bundle = os.environ.get("PIP_CERT") or DEFAULT_CA_BUNDLE
+    if Path(ca_bundle).is_file():
+        command += ["--secret", f"id=pip_cert,src={ca_bundle}"]
+    for name, value in args.items():
+        command += ["--build-arg", f"{name}={value}"]
+    for tag in tags:
+        command += ["--tag", tag]
+    return command + [str(context)], tags
+
+
+def build(settings: Settings, context: Path = Path(".")) -> list[str]:
+    command, tags = build_command(settings, context)
+    print("  $ " + " ".join(command), flush=True)
+    result = subprocess.run(command, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    if result.returncode:
+        raise ImageError(f"docker build failed (exit {result.returncode})")
+    return tags
+
+
+def push(settings: Settings, client=None, registry: Registry | None = None) -> str:
+    """Push IMAGE:VERSION and its sha-<commit> tag; return the digest in the registry.
+
+    Version tags are immutable: pushing a different image under a version already in the
+    registry is refused (the sha- tag follows the latest build of a commit).
+    """
+    import docker.errors
+    client = client or docker_client()
+    registry = registry or Registry(settings.registry)
+    version = check_version(settings.version)
+    try:
+        image = client.images.get(f"{settings.image}:{version}")
+    except docker.errors.ImageNotFound:
+        raise ImageError(f"no local image {settings.image}:{version}: run `make build` first")
+    there = registry.config_digest(settings.repository, version)
+    if there and there != image.id:
+        raise ImageError(f"{settings.remote}:{version} already exists with another image "
+                         f"({there}); release tags are immutable: use a new VERSION")
+    revision = (image.labels or {}).get("org.opencontainers.image.revision", "unknown")
+    for tag in (version, sha_tag(revision)):
+        image.tag(settings.remote, tag)
+        for event in client.images.push(settings.remote, tag=tag, stream=True, decode=True):
+            if "error" in event:
+                raise ImageError(f"push of {settings.remote}:{tag} failed: {event['error']}")
+    return registry.digest(settings.repository, version)
+
+
+def extract_model(reference: str, destination: Path, client=None) -> Path:
+    """Copy the model directory out of an image, without running it; pull it when absent."""
+    import docker.errors
+    client = client or docker_client()
+    try:
+        image = client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        try:
+            image = client.images.pull(reference)
+        except docker.errors.APIError as error:
+            raise ImageError(f"image {reference} is neither local nor pullable: "
+                             f"{error.explanation or error}") from error
+    env = dict(item.split("=", 1) for item in image.attrs["Config"].get("Env") or [])
+    source = env.get("MODEL_DIR", IMAGE_MODEL_DIR)
+    container = client.containers.create(image.id, command=["true"])
+    try:
+        stream, _ = container.get_archive(source + "/.")
+        archive = io.BytesIO(b"".join(stream))
+    finally:
+        container.remove(force=True)
+    destination.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=archive) as tar:
+        tar.extractall(destination, filter="data")
+    # The archive's top entry is the directory itself ("."), so files land directly in it.
+    return destination

@@ -1,0 +1,53 @@
+"""The settings every command shares, from the Makefile's contract variables (environment)."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    registry: str = "127.0.0.1:5000"
+    image: str = "model-service"
+    version: str = "0.0.0-dev"
+    port: int = 8501
+    model_name: str = "model"
+    model_dir: str = "artifacts"
+    base_image: str = "python:3.11-slim"
+    docker_cli: str = "docker"
+    # Seconds a new container gets to become ready, and an old one to finish its requests.
+    ready_timeout: float = 60.0
+    stop_timeout: int = 30
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> Settings:
+        def get(name, default):
+            return environ.get(name) or default
+        return cls(
+            registry=get("REGISTRY", cls.registry),
+            image=get("IMAGE", cls.image),
+            version=get("VERSION", cls.version),
+            port=int(get("PORT", cls.port)),
+            model_name=get("MODEL_NAME", cls.model_name),
+            model_dir=get("MODEL_DIR", cls.model_dir),
+            base_image=get("BASE_IMAGE", cls.base_image),
+            docker_cli=get("DOCKER", cls.docker_cli),
+            ready_timeout=float(get("DEPLOY_READY_TIMEOUT", cls.ready_timeout)),
+            stop_timeout=int(get("DEPLOY_STOP_TIMEOUT", cls.stop_timeout)),
+        )
+
+    @property
+    def repository(self) -> str:
+        """The image's repository name inside the registry (no host)."""
+        return self.image
+
+    @property
+    def remote(self) -> str:
+        """The image's full name in the registry, without tag."""
+        return f"{self.registry}/{self.image}"
+
+    @property
+    def service(self) -> str:
+        """The deployment's name: prefix of its container names and value of its label."""
+        return re.sub(r"[^a-zA-Z0-9_.-]", "-", self.image)

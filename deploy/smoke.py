@@ -1,0 +1,121 @@
+"""Smoke test of a built image: run it as it runs in production, ask it, compare, stop it.
+
+The image runs read-only, as its non-root user, on the host network on a free port. The answer
+to a real predict request must match what the model inside the image predicts for the same
+rows when run here with LiteRT; the container must then stop cleanly on SIGTERM.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from deploy.docker_driver import SERVICE_LABEL
+from deploy.image import ImageError, docker_client, extract_model
+
+TOLERANCE = 1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sample_rows(schema: dict, quantiles=(0.1, 0.5, 0.9)) -> list[list[float]]:
+    """Valid rows spread over each feature's declared range (schema order, raw values)."""
+    rows = []
+    for q in quantiles:
+        row = []
+        for feature in schema["features"]:
+            low, high = feature.get("minimum"), feature.get("maximum")
+            if low is not None and high is not None:
+                value = low + q * (high - low)
+            elif low is not None:
+                value = low + q
+            elif high is not None:
+                value = high - q
+            else:
+                value = q
+            row.append(float(round(value)) if feature["dtype"] == "int" else value)
+        rows.append(row)
+    return rows
+
+
+def local_predictions(model_file: Path, rows: list[list[float]]) -> list[float]:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_path=str(model_file))
+    (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+    batch = np.asarray(rows, dtype=np.float32)
+    interpreter.resize_tensor_input(given["index"], batch.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(given["index"], batch)
+    interpreter.invoke()
+    return interpreter.get_tensor(output["index"])[:, 0].tolist()
+
+
+def wait_ready(url: str, container, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            raise ImageError("the container exited before it was ready:\n"
+                             + container.logs(tail=20).decode(errors="replace"))
+        try:
+            if requests.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise ImageError(f"not ready after {timeout:g} s:\n"
+                     + container.logs(tail=20).decode(errors="replace"))
+
+
+def smoke(reference: str, model_name: str = "model", timeout: float = 60.0,
+          client=None) -> dict:
+    """Run the checks; return what was measured. Raises ImageError on any failure."""
+    client = client or docker_client()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = extract_model(reference, Path(tmp), client)
+        manifest = json.loads((model_dir / "manifest.json").read_text())
+        rows = sample_rows(manifest["schema"])
+        expected = local_predictions(model_dir / "model.tflite", rows)
+    port = free_port()
+    started = time.monotonic()
+    container = client.containers.run(
+        reference, detach=True, network_mode="host", read_only=True,
+        tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"}, cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        environment={"PORT": str(port), "MODEL_NAME": model_name},
+        labels={SERVICE_LABEL: f"smoke-{port}"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, container, timeout)
+        ready_after = time.monotonic() - started
+        response = requests.post(f"{url}/v1/models/{model_name}:predict",
+                                 json={"instances": rows}, timeout=10)
+        if response.status_code != 200:
+            raise ImageError(f"predict answered {response.status_code}: {response.text[:300]}")
+        got = [prediction[0] for prediction in response.json()["predictions"]]
+        worst = max(abs(a - b) for a, b in zip(got, expected, strict=True))
+        if worst > TOLERANCE:
+            raise ImageError(f"the service predicts {got}, the model in the image {expected}")
+        user = client.api.exec_create(container.id, ["id", "-u"])["Id"]
+        uid = client.api.exec_start(user).decode().strip()
+        if uid == "0":
+            raise ImageError("the service runs as root")
+        container.stop(timeout=30)
+        container.reload()
+        code = container.attrs["State"]["ExitCode"]
+        if code != 0:
+            raise ImageError(f"the container exited with code {code} on SIGTERM:\n"
+                             + container.logs(tail=20).decode(errors="replace"))
+        return {"port": port, "ready_after_s": round(ready_after, 2), "uid": uid,
+                "predictions": got, "max_difference": worst}
+    finally:
+        container.remove(force=True)
