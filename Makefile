@@ -45,9 +45,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the project with its dev extras
 
-lint: install ## flake8 over the Python code, shellcheck over the scripts
-	$(call say,lint: flake8 and shellcheck)
+lint: install ## flake8 over the Python code, hadolint over the Dockerfile, shellcheck over the scripts
+	$(call say,lint: flake8, hadolint and shellcheck)
 	$(VENV)/bin/flake8
+	$(VENV)/bin/hadolint Dockerfile
 	shellcheck .ci/run .ci/provision
 
 test: install ## the whole test suite, with coverage (training/ must stay at 85% or more)
@@ -64,12 +65,35 @@ evaluate: install ## metrics, plots, report and the gate (against CHAMPION when 
 	$(call say,evaluate: gate the model in $(MODEL_DIR)$(if $(CHAMPION), against $(CHAMPION)))
 	$(PY) -m training evaluate --model-dir '$(MODEL_DIR)' $(if $(CHAMPION),--champion '$(CHAMPION)')
 
-pipeline: ## lint, test, train, evaluate, build, smoke and deploy on the local engine
-	$(call say,pipeline: lint test train evaluate build smoke deploy)
+build: install ## build the image IMAGE:VERSION (and IMAGE:sha-<commit>) with the model in MODEL_DIR
+	$(call say,build: $(IMAGE):$(VERSION) on $(BASE_IMAGE) with the model in $(MODEL_DIR)/)
+	$(PY) -m deploy build
+
+smoke: install ## run the image read-only on a free port, check a real prediction, stop it
+	$(call say,smoke: run $(IMAGE):$(VERSION) and compare its answer with the model's)
+	$(PY) -m deploy smoke
+
+push: install ## push IMAGE:VERSION and its sha- tag to REGISTRY (a release tag never changes)
+	$(call say,push: $(IMAGE):$(VERSION) -> $(REGISTRY))
+	$(PY) -m deploy push
+
+deploy: install ## deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET; the old one serves until it is ready
+	$(call say,deploy: $(REGISTRY)/$(IMAGE):$(VERSION) -> $(DEPLOY_TARGET) on port $(PORT))
+	$(PY) -m deploy deploy
+
+rollback: install ## redeploy a release: VERSION=x.y.z, or by default the one before the deployed one
+	$(call say,rollback: $(DEPLOY_TARGET) back to $(if $(filter command line environment,$(origin VERSION)),$(VERSION),the release before the deployed one))
+	$(PY) -m deploy rollback $(if $(filter command line environment,$(origin VERSION)),--version '$(VERSION)')
+
+pipeline: ## lint, test, train, evaluate (against the deployed model), build, smoke, push and deploy locally
+	$(call say,pipeline: lint test train evaluate build smoke push deploy)
 	$(MAKE) lint
 	$(MAKE) test
 	$(MAKE) train
-	$(MAKE) evaluate
+	$(MAKE) evaluate CHAMPION="$${CHAMPION:-$$($(PY) -m deploy status --reference)}"
 	$(MAKE) build
 	$(MAKE) smoke
+	$(MAKE) push
 	$(MAKE) deploy
+	$(call say,pipeline: done)
+	$(PY) -m deploy status
