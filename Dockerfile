@@ -29,15 +29,18 @@ COPY --from=build /opt/venv /opt/venv
 ARG MODEL_DIR=artifacts
 # Root-owned and read-only for the service user: the model cannot be changed at run time.
 COPY ${MODEL_DIR}/ /opt/model/
+# XDG_RUNTIME_DIR: where gunicorn puts its control socket (gunicornc); /tmp is the one
+# writable place when the container runs --read-only with a tmpfs there.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    XDG_RUNTIME_DIR=/tmp \
     MODEL_DIR=/opt/model \
     MODEL_NAME=model \
     PORT=8501
 USER 10001:10001
 EXPOSE 8501
-# Probes this container's own gunicorn (its private socket when deploy gave it one), so the
+# Probes this container's own gunicorn (on its private port when deploy gave it one), so the
 # answer is right even when two containers share the host port during a deploy.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python3", "-m", "deploy.healthcheck"]

@@ -2,12 +2,14 @@
 
 A switch with no failed request, on one host port:
 1. pull the release by digest;
-2. preflight: start it bound only to a private unix socket and wait until it is ready, so an
-   image that never becomes ready is removed before it could take a single connection;
+2. preflight: start it bound only to a private port and wait until it is ready, so an image
+   that never becomes ready is removed before it could take a single connection;
 3. start it for real on the host network, on the service's port with SO_REUSEPORT, next to
-   the old container: the kernel spreads new connections over both;
-4. once it answers /readyz (asked through its own socket, since both share the port), stop
-   the old one gracefully: gunicorn finishes the requests it has and exits.
+   the old container (the kernel spreads new connections over both), and on the private port;
+4. once it answers /readyz on its private port (the shared one may answer for the old
+   container), stop the old one gracefully: gunicorn finishes the requests it has and exits.
+   With net.ipv4.tcp_migrate_req=1 on the host, connections still waiting in the old
+   listeners' queues move to the new ones instead of being reset.
 The containers carry labels that say what is deployed (`docker ps --filter label=...`).
 """
 from __future__ import annotations
@@ -28,9 +30,17 @@ VERSION_LABEL = f"{LABEL}.version"
 IMAGE_LABEL = f"{LABEL}.image"
 PORT_LABEL = f"{LABEL}.port"
 DEPLOYED_AT_LABEL = f"{LABEL}.deployed-at"
-# In the container's own /tmp (a tmpfs), so no other container can answer for it.
-HEALTH_SOCKET = "/tmp/gunicorn-health.sock"
-HEALTHCHECK = ["python3", "-m", "deploy.healthcheck"]
+# Run in the new container with its own python: the probe must not depend on the image's code.
+PROBE = """import sys, urllib.request
+try:
+    urllib.request.urlopen("http://127.0.0.1:%d/readyz", timeout=2)
+except Exception as error:
+    sys.exit(f"/readyz: {error}")"""
+# Asks the engine's host (through the host network) for a free port and whether closing
+# listeners hand their queued connections over to the others in their SO_REUSEPORT group.
+HOST_FACTS = ["python3", "-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+                               "print(s.getsockname()[1], "
+                               "open('/proc/sys/net/ipv4/tcp_migrate_req').read())"]
 
 
 class DeployError(RuntimeError):
@@ -66,9 +76,10 @@ def host_of(docker_host: str | None) -> str:
 class DockerDriver:
     name = "docker"
 
-    def __init__(self, settings: Settings, client=None):
+    def __init__(self, settings: Settings, client=None, log=print):
         self.settings = settings
         self.client = client or docker_client()
+        self.log = log
 
     def url(self) -> str:
         return f"http://{host_of(os.environ.get('DOCKER_HOST'))}:{self.settings.port}/"
@@ -89,25 +100,36 @@ class DockerDriver:
                           newest.labels[IMAGE_LABEL], newest.name, self.url())
 
     def deploy(self, release: Release) -> Deployment:
+        started = time.monotonic()
         self._pull(release)
+        for leftover in self.containers(role="preflight"):
+            leftover.remove(force=True)
         old = self.containers()
         serving = ", ".join(c.labels.get(VERSION_LABEL, c.name) for c in old
                             if c.status == "running") or "nothing"
+        private_port, migrate = self.client.containers.run(
+            release.reference, HOST_FACTS, network_mode="host", remove=True).split()
+        if migrate.strip() != b"1":
+            self.log("warning: net.ipv4.tcp_migrate_req is not 1 on the engine's host, so "
+                     "connections waiting in the old container's queue when it stops are "
+                     "reset; set it to 1 for a switch with no failed request")
         for public in (False, True):
-            container = self._start(release, public=public)
+            container = self._start(release, int(private_port), public=public)
             try:
-                self._wait_ready(container)
+                self._wait_ready(container, int(private_port))
             except NotReady as reason:
                 container.remove(force=True)
                 raise DeployError(
                     f"{release.version} never became ready ({reason}); the new container was "
-                    f"removed and {serving} keeps serving on port {self.settings.port}")
+                    f"removed; still serving on port {self.settings.port}: {serving}")
+            self.log(f"{container.name} ready after {time.monotonic() - started:.1f} s")
             if not public:
                 container.remove(force=True)
         for previous in old:
             # SIGTERM: gunicorn stops accepting, finishes in-flight requests, exits.
             previous.stop(timeout=self.settings.stop_timeout)
             previous.remove()
+            self.log(f"{previous.name} stopped and removed")
         return Deployment(self.settings.service, release.version, release.reference,
                           container.name, self.url())
 
@@ -119,10 +141,10 @@ class DockerDriver:
             raise DeployError(f"cannot pull {release.reference}: "
                               f"{error.explanation or error}") from error
 
-    def _start(self, release: Release, public: bool):
+    def _start(self, release: Release, private_port: int, public: bool):
         role = "service" if public else "preflight"
         now = datetime.datetime.now(datetime.timezone.utc)
-        binds = f"--bind=unix:{HEALTH_SOCKET}"
+        binds = f"--bind=127.0.0.1:{private_port}"
         if public:
             binds = f"--bind=0.0.0.0:{self.settings.port} --reuse-port " + binds
         return self.client.containers.run(
@@ -137,7 +159,7 @@ class DockerDriver:
             environment={
                 "PORT": str(self.settings.port),
                 "MODEL_NAME": self.settings.model_name,
-                "HEALTH_SOCKET": HEALTH_SOCKET,
+                "HEALTH_PORT": str(private_port),
                 # Overrides the image's gunicorn config: binds are the driver's business.
                 "GUNICORN_CMD_ARGS": binds,
             },
@@ -152,7 +174,7 @@ class DockerDriver:
             restart_policy={"Name": "unless-stopped"} if public else None,
         )
 
-    def _wait_ready(self, container) -> None:
+    def _wait_ready(self, container, private_port: int) -> None:
         import docker.errors
         deadline = time.monotonic() + self.settings.ready_timeout
         seen = "not started"
@@ -164,7 +186,7 @@ class DockerDriver:
                 raise NotReady(f"its container exited with code {state['ExitCode']}; "
                                f"last log lines:\n{logs}")
             try:
-                result = container.exec_run(HEALTHCHECK)
+                result = container.exec_run(["python3", "-c", PROBE % private_port])
                 if result.exit_code == 0:
                     return
                 seen = result.output.decode(errors="replace").strip()
