@@ -47,6 +47,7 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 CMD ["gunicorn", "--config", "python:service.gunicorn_conf", "service:create_app()"]
 
 # Last, so that a new version or model changes no layer above.
+ARG BASE_IMAGE
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -62,6 +63,7 @@ LABEL org.opencontainers.image.title="model-service" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
       ml.model.version="${MODEL_VERSION}" \
       ml.model.sha256="${MODEL_SHA256}" \
       ml.model.primary-metric="${PRIMARY_METRIC}" \

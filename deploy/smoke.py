@@ -84,7 +84,10 @@ def smoke(reference: str, model_name: str = "model", timeout: float = 60.0,
         model_dir = extract_model(reference, Path(tmp), client)
         manifest = json.loads((model_dir / "manifest.json").read_text())
         rows = sample_rows(manifest["schema"])
-        expected = local_predictions(model_dir / "model.tflite", rows)
+        try:
+            expected = local_predictions(model_dir / "model.tflite", rows)
+        except (ValueError, RuntimeError) as error:
+            raise ImageError(f"the model in {reference} does not load: {error}") from error
     port = free_port()
     started = time.monotonic()
     container = client.containers.run(

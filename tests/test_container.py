@@ -1,0 +1,269 @@
+"""The image and the release workflow on a real Docker engine and a real registry.
+
+Runs the Makefile targets as a user would: build, smoke, push, deploy v1, deploy v2, deploy
+a broken image (never ready) while v2 keeps serving, roll back with and without VERSION,
+with a client sending requests through every switch. Everything it creates has a unique
+name (image, port, container labels) and is removed at the end; the image is built once.
+Skips only when no engine is reachable and CI is not set.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from deploy.docker_driver import IMAGE_LABEL, SERVICE_LABEL, VERSION_LABEL
+from deploy.registry import PRODUCTION_TAG, Registry
+from deploy.smoke import sample_rows
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+# What the image may add to its base (docker history), uncompressed.
+MAX_ADDED_BYTES = 150 * 1000 * 1000
+
+
+def unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
+    pytest.skip(f"{reason}; `make provision` sets one up")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def engine():
+    import docker
+    try:
+        client = docker.from_env(use_ssh_client=True)
+        client.ping()
+    except Exception as error:  # any failure to connect means "no engine here"
+        unavailable(f"no Docker engine reachable ({type(error).__name__}: {error})")
+    return client
+
+
+@pytest.fixture(scope="session")
+def release_env(engine):
+    """The Makefile variables for this session's own image, registry repository and port."""
+    registry = os.environ.get("REGISTRY", "127.0.0.1:5000")
+    try:
+        requests.get(f"http://{registry}/v2/", timeout=5).raise_for_status()
+    except requests.RequestException as error:
+        unavailable(f"no registry at {registry} ({error})")
+    name = f"test-{uuid.uuid4().hex[:8]}/model-service"
+    env = {**os.environ, "IMAGE": name, "REGISTRY": registry, "PORT": str(free_port()),
+           "MODEL_NAME": "model", "DEPLOY_TARGET": "docker"}
+    env.pop("VERSION", None)
+    env.pop("CHAMPION", None)
+    yield env
+    cleanup(engine, env)
+
+
+def cleanup(engine, env) -> None:
+    import docker.errors
+    for container in deployed(engine, env, all=True):
+        container.remove(force=True)
+    registry = Registry(env["REGISTRY"])
+    for tag in registry.tags(env["IMAGE"]):
+        digest = registry.digest(env["IMAGE"], tag)
+        if digest:
+            registry.delete(env["IMAGE"], digest)
+    for image in engine.images.list():
+        for reference in image.tags + (image.attrs.get("RepoDigests") or []):
+            if env["IMAGE"] in reference:
+                try:
+                    engine.images.remove(reference, force=True)
+                except docker.errors.NotFound:
+                    pass  # gone with another reference to the same image
+
+
+def make(target: str, env: dict, **variables) -> subprocess.CompletedProcess:
+    started = time.monotonic()
+    result = subprocess.run(["make", target], cwd=REPO, capture_output=True, text=True,
+                            env={**env, **variables})
+    result.seconds = time.monotonic() - started
+    print(f"make {target} {variables}: exit {result.returncode} in {result.seconds:.1f} s")
+    return result
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"{result.args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def images(release_env, model_dir):
+    """Build v1, v2 and a broken v2.1.0 (corrupt model) with `make build`, once."""
+    workdir = REPO / f".test-build-{uuid.uuid4().hex[:8]}"
+    try:
+        good = workdir / "model"
+        shutil.copytree(model_dir, good)
+        broken = workdir / "broken"
+        shutil.copytree(model_dir, broken)
+        (broken / "model.tflite").write_bytes(b"not a model")
+        built = {}
+        for version, directory in (("1.0.0", good), ("2.0.0", good), ("2.1.0", broken)):
+            result = ok(make("build", release_env, VERSION=version,
+                             MODEL_DIR=str(directory.relative_to(REPO))))
+            assert f"built {release_env['IMAGE']}:{version}" in result
+            built[version] = f"{release_env['IMAGE']}:{version}"
+        yield built
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_image_adds_little_to_its_base_and_says_what_is_inside(engine, images, model_dir):
+    image = engine.images.get(images["1.0.0"])
+    base = engine.images.get(image.labels["org.opencontainers.image.base.name"])
+    base_layers = len(base.history())
+    added = sum(layer["Size"] for layer in image.history()[:-base_layers])
+    print(f"image {image.attrs['Size'] / 1e6:.1f} MB, of which {added / 1e6:.1f} MB over "
+          f"its base")
+    assert added <= MAX_ADDED_BYTES
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    labels = image.labels
+    assert labels["ml.model.sha256"] == manifest["files"]["model.tflite"]["sha256"]
+    assert labels["ml.model.version"] == manifest["version"]
+    assert labels["ml.model.primary-metric"] == manifest["model"]["primary_metric"]
+    assert float(labels["ml.model.primary-metric-value"]) == \
+        manifest["model"]["primary_metric_value"]
+    assert labels["org.opencontainers.image.version"] == "1.0.0"
+    assert labels["org.opencontainers.image.revision"] != "unknown"
+    assert image.attrs["Config"]["User"] not in ("", "0", "root")
+    assert "8501/tcp" in image.attrs["Config"]["ExposedPorts"]
+    assert image.attrs["Config"]["Healthcheck"]["Test"][0] == "CMD"
+
+
+def test_image_has_no_tensorflow_and_no_pip(engine, images):
+    output = engine.containers.run(
+        images["1.0.0"], ["python3", "-c", "import importlib.util as u; "
+                          "print([m for m in ('tensorflow', 'keras', 'pip') if u.find_spec(m)])"],
+        network_mode="host", remove=True)
+    assert output.strip() == b"[]"
+
+
+def test_smoke_passes_on_a_good_image(images, release_env):
+    output = ok(make("smoke", release_env, VERSION="1.0.0"))
+    assert "smoke test of" in output and "passed" in output
+
+
+def test_smoke_fails_loudly_on_a_broken_image(images, release_env):
+    result = make("smoke", release_env, VERSION="2.1.0")
+    assert result.returncode != 0
+    assert "smoke: error: the model in" in result.stderr
+    assert "does not load" in result.stderr
+
+
+def test_push_gives_immutable_version_tags(engine, images, release_env):
+    for version in ("1.0.0", "2.0.0", "2.1.0"):
+        assert f"pushed {release_env['REGISTRY']}/{release_env['IMAGE']}:{version}" in \
+            ok(make("push", release_env, VERSION=version))
+    tags = Registry(release_env["REGISTRY"]).tags(release_env["IMAGE"])
+    assert {"1.0.0", "2.0.0", "2.1.0"} <= set(tags)
+    assert any(tag.startswith("sha-") for tag in tags)
+    # Pushing the same image again is fine; another image under a released version is not.
+    ok(make("push", release_env, VERSION="1.0.0"))
+    v1 = engine.images.get(images["1.0.0"])
+    engine.images.get(images["2.0.0"]).tag(release_env["IMAGE"], "1.0.0")
+    try:
+        refused = make("push", release_env, VERSION="1.0.0")
+    finally:
+        v1.tag(release_env["IMAGE"], "1.0.0")
+    assert refused.returncode != 0
+    assert "immutable" in refused.stderr
+
+
+class Traffic:
+    """Sends predict requests (a new connection each) from two threads until stopped."""
+
+    def __init__(self, port: int, rows: list):
+        self.url = f"http://127.0.0.1:{port}/v1/models/model:predict"
+        self.body = {"instances": rows}
+        self.sent = 0
+        self.failures: list[str] = []
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                response = requests.post(self.url, json=self.body, timeout=10)
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code} {response.text[:100]}")
+            except requests.RequestException as error:
+                self.failures.append(repr(error)[:200])
+            self.sent += 1
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def deployed(engine, env, all: bool = False) -> list:
+    service = env["IMAGE"].replace("/", "-")
+    return engine.containers.list(all=all, filters={"label": f"{SERVICE_LABEL}={service}"})
+
+
+def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env, model_dir):
+    env, registry = release_env, Registry(release_env["REGISTRY"])
+    rows = sample_rows(json.loads((model_dir / "manifest.json").read_text())["schema"])
+
+    def serving(version: str):
+        (container,) = deployed(engine, env)
+        digest = registry.digest(env["IMAGE"], version)
+        assert container.labels[VERSION_LABEL] == version
+        assert container.labels[IMAGE_LABEL] == f"{env['REGISTRY']}/{env['IMAGE']}@{digest}"
+        assert registry.digest(env["IMAGE"], PRODUCTION_TAG) == digest
+        assert requests.get(f"http://127.0.0.1:{env['PORT']}/readyz", timeout=5).ok
+
+    def switch(target: str, **variables) -> subprocess.CompletedProcess:
+        with Traffic(int(env["PORT"]), rows) as traffic:
+            time.sleep(0.5)
+            result = make(target, env, **variables)
+            time.sleep(0.5)
+        print(f"  {traffic.sent} requests during the switch, {len(traffic.failures)} failed")
+        assert traffic.sent > 0
+        assert traffic.failures == [], traffic.failures[:5]
+        return result
+
+    ok(make("deploy", env, VERSION="1.0.0"))
+    serving("1.0.0")
+
+    ok(switch("deploy", VERSION="2.0.0"))
+    serving("2.0.0")
+
+    broken = switch("deploy", VERSION="2.1.0")
+    assert broken.returncode != 0
+    assert "2.1.0 never became ready" in broken.stderr
+    assert "still serving" in broken.stderr and "2.0.0" in broken.stderr
+    serving("2.0.0")
+
+    assert "1.0.0" in ok(switch("rollback"))
+    serving("1.0.0")
+
+    ok(switch("rollback", VERSION="2.0.0"))
+    serving("2.0.0")
+
+    unknown = make("rollback", env, VERSION="9.9.9")
+    assert unknown.returncode != 0
+    assert "unknown version 9.9.9; known releases: 1.0.0, 2.0.0, 2.1.0" in unknown.stderr
+    serving("2.0.0")
