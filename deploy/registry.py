@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+import urllib.parse
 
 import requests
 import semver
@@ -35,11 +36,11 @@ def release_versions(tags) -> list[str]:
 
 
 def is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = urllib.parse.urlsplit("//" + host).hostname or ""
     if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 

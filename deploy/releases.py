@@ -50,8 +50,8 @@ def rollback_target(versions: list[str], current: str | None, wanted: str | None
     if current is None:
         raise DeployError(f"nothing is deployed, so there is nothing to roll back from; "
                           f"give VERSION (known releases: {known})")
-    earlier = [v for v in versions
-               if semver.Version.is_valid(current) and semver.compare(v, current) < 0]
+    earlier = [v for v in versions if semver.Version.is_valid(current)
+               and semver.Version.parse(v).compare(current) < 0]
     if not earlier:
         raise DeployError(f"no release before {current}; known releases: {known}")
     return earlier[-1]

@@ -1,0 +1,188 @@
+"""The release tooling's logic that needs no Docker engine: versions, rollback targets, build
+arguments and labels, the health probe, the command line's errors."""
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from deploy import healthcheck
+from deploy.__main__ import main
+from deploy.docker_driver import DeployError, host_of
+from deploy.image import ImageError, build_command, check_version, model_labels
+from deploy.registry import is_loopback, release_versions
+from deploy.releases import rollback_target
+from deploy.settings import Settings
+from deploy.smoke import sample_rows
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = {"features": [
+    {"name": "age", "dtype": "int", "minimum": 18, "maximum": 90, "description": ""},
+    {"name": "ratio", "dtype": "float", "minimum": 0.0, "maximum": 1.0, "description": ""},
+    {"name": "score", "dtype": "float", "minimum": None, "maximum": None, "description": ""},
+], "target": "y", "labels": ["no", "yes"], "positive_label": "yes"}
+
+
+def write_model_dir(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.tflite").write_bytes(b"model")
+    (directory / "manifest.json").write_text(json.dumps({
+        "version": "1767225600", "files": {"model.tflite": {"sha256": "ab" * 32}},
+        "schema": SCHEMA,
+        "model": {"architecture": "mlp", "threshold": 0.5, "primary_metric": "roc_auc",
+                  "primary_metric_value": 0.91}}))
+    return directory
+
+
+def test_release_versions_are_semantic_versions_in_order():
+    tags = ["production", "sha-1a2b3c4", "1.10.0", "1.9.0", "latest", "1.10.0-rc.1", "0.1.0"]
+    assert release_versions(tags) == ["0.1.0", "1.9.0", "1.10.0-rc.1", "1.10.0"]
+
+
+@pytest.mark.parametrize("current, wanted, expected", [
+    ("1.10.0", None, "1.9.0"),       # semver order, not string order
+    ("1.10.0", "0.1.0", "0.1.0"),
+    ("2.0.0", None, "1.10.0"),       # the deployed one may be missing from the registry
+])
+def test_rollback_target(current, wanted, expected):
+    assert rollback_target(["0.1.0", "1.9.0", "1.10.0"], current, wanted) == expected
+
+
+@pytest.mark.parametrize("current, wanted, message", [
+    ("1.9.0", "3.0.0", "unknown version 3.0.0; known releases: 0.1.0, 1.9.0"),
+    ("0.1.0", None, "no release before 0.1.0; known releases: 0.1.0, 1.9.0"),
+    (None, None, "nothing is deployed"),
+])
+def test_rollback_target_refusals_name_the_known_releases(current, wanted, message):
+    with pytest.raises(DeployError, match=message):
+        rollback_target(["0.1.0", "1.9.0"], current, wanted)
+
+
+@pytest.mark.parametrize("version", ["1.2.0", "0.0.0-dev.1a2b3c4", "2.0.0-rc.1"])
+def test_release_versions_accepted(version):
+    assert check_version(version) == version
+
+
+@pytest.mark.parametrize("version", ["v1.2.0", "1.2", "latest", "1.2.0+build.5", ""])
+def test_other_versions_refused(version):
+    with pytest.raises(ImageError, match="not a semantic version"):
+        check_version(version)
+
+
+def test_model_labels_come_from_the_manifest(tmp_path):
+    assert model_labels(write_model_dir(tmp_path)) == {
+        "MODEL_VERSION": "1767225600", "MODEL_SHA256": "ab" * 32,
+        "PRIMARY_METRIC": "roc_auc", "PRIMARY_METRIC_VALUE": "0.91"}
+
+
+def test_model_labels_need_a_trained_model(tmp_path):
+    with pytest.raises(ImageError, match="lacks model.tflite, manifest.json: run `make train`"):
+        model_labels(tmp_path)
+    write_model_dir(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"version": "1"}')
+    with pytest.raises(ImageError, match="manifest.json: not a training manifest"):
+        model_labels(tmp_path)
+
+
+def test_build_command(tmp_path, monkeypatch):
+    ca_bundle = tmp_path / "ca.pem"
+    ca_bundle.write_text("certificates")
+    monkeypatch.setenv("PIP_CERT", str(ca_bundle))
+    model_dir = write_model_dir(tmp_path / "context" / "artifacts")
+    settings = Settings(image="svc", version="1.2.0", model_dir=str(model_dir),
+                        base_image="base:1", docker_cli="/usr/bin/docker")
+    command, tags = build_command(settings, tmp_path / "context")
+    assert command[:4] == ["/usr/bin/docker", "build", "--network", "host"]
+    assert command[-1] == str((tmp_path / "context").resolve())
+    assert f"id=pip_cert,src={ca_bundle}" in command
+    args = [command[i + 1] for i, word in enumerate(command) if word == "--build-arg"]
+    for expected in ("BASE_IMAGE=base:1", "MODEL_DIR=artifacts", "VERSION=1.2.0",
+                     "MODEL_SHA256=" + "ab" * 32, "PRIMARY_METRIC=roc_auc"):
+        assert expected in args
+    assert tags[0] == "svc:1.2.0"
+    assert tags[1].startswith("svc:sha-") and tags[1] in command
+
+
+def test_build_refuses_a_model_outside_the_context(tmp_path):
+    settings = Settings(version="1.0.0", model_dir=str(write_model_dir(tmp_path / "model")))
+    with pytest.raises(ImageError, match="must be inside the build context"):
+        build_command(settings, tmp_path / "context")
+
+
+def test_settings_from_the_make_variables():
+    settings = Settings.from_env({"IMAGE": "team/model-service", "PORT": "9000",
+                                  "REGISTRY": "registry.example:443", "VERSION": ""})
+    assert settings.port == 9000 and settings.version == Settings.version
+    assert settings.remote == "registry.example:443/team/model-service"
+    assert settings.service == "team-model-service"
+
+
+@pytest.mark.parametrize("docker_host, expected", [
+    (None, "127.0.0.1"), ("unix:///var/run/docker.sock", "127.0.0.1"),
+    ("ssh://deploy@prod.example.org", "prod.example.org"), ("tcp://10.1.2.3:2376", "10.1.2.3"),
+])
+def test_service_url_host_follows_docker_host(docker_host, expected):
+    assert host_of(docker_host) == expected
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1:5000", True), ("localhost:5000", True), ("[::1]:5000", True),
+    ("ghcr.io", False), ("registry.example:5000", False),
+])
+def test_loopback_registries_speak_plain_http(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_sample_rows_stay_in_the_schema_ranges():
+    rows = sample_rows(SCHEMA)
+    assert len(rows) == 3
+    for age, ratio, _ in rows:
+        assert 18 <= age <= 90 and age == int(age)
+        assert 0.0 <= ratio <= 1.0
+
+
+@pytest.fixture
+def readyz_server():
+    """A real HTTP server whose /readyz answers with `status["code"]`."""
+    status = {"code": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status["code"] if self.path == "/readyz" else 404)
+            self.end_headers()
+            self.wfile.write(b"ready" if status["code"] == 200 else b"loading")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], status
+    server.shutdown()
+    server.server_close()
+
+
+def test_healthcheck_asks_the_private_port_first(readyz_server):
+    port, status = readyz_server
+    assert healthcheck.ready({"PORT": "1", "HEALTH_PORT": str(port)}) == \
+        (True, f"/readyz on port {port}: 200 ready")
+    status["code"] = 503
+    assert healthcheck.ready({"PORT": str(port)}) == \
+        (False, f"/readyz on port {port}: 503 loading")
+    server_gone, seen = healthcheck.ready({"PORT": "1"})
+    assert not server_gone and "on port 1:" in seen
+
+
+def test_cli_refuses_an_unknown_deploy_target(monkeypatch, capsys):
+    monkeypatch.setenv("DEPLOY_TARGET", "nomad")
+    assert main(["rollback", "--version", "1.0.0"]) == 1
+    assert "unknown DEPLOY_TARGET 'nomad'; known: docker" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_version_that_is_no_release(monkeypatch, capsys):
+    monkeypatch.setenv("VERSION", "latest")
+    assert main(["push"]) == 1
+    assert "VERSION 'latest' is not a semantic version" in capsys.readouterr().err
