@@ -13,13 +13,15 @@ COPY training/ training/
 COPY service/ service/
 COPY deploy/ deploy/
 # The pip cache lives in a BuildKit cache mount and the CA bundle in a secret: neither lands
-# in a layer. pip and setuptools leave afterwards, with the test suites of the dependencies.
+# in a layer. pip and setuptools leave afterwards, with the test suites of the dependencies
+# and LiteRT's WebGPU accelerator (19 MB, for GPU inference, which this image never does).
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=pip_cert,required=false \
     if [ -f /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     /opt/venv/bin/pip install --disable-pip-version-check --no-warn-script-location '.[serve]' \
     && /opt/venv/bin/pip uninstall --disable-pip-version-check --yes pip setuptools \
-    && find /opt/venv -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
+    && find /opt/venv -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
+    && rm -f /opt/venv/lib/python3*/site-packages/ai_edge_litert/libLiteRtWebGpuAccelerator.so
 
 FROM ${BASE_IMAGE}
 # A fixed numeric uid, so `--user` and volume permissions are predictable across bases.

@@ -44,8 +44,10 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, settings: Settings) -> None:
     target = os.environ.get("DEPLOY_TARGET") or "docker"
     if args.command == "build":
-        for tag in image.build(settings):
-            print(f"built {tag}")
+        tags = image.build(settings)
+        total, added = image.sizes(tags[0])
+        print(f"built {', '.join(tags)}: {total / 1e6:.1f} MB, of which {added / 1e6:.1f} MB "
+              f"over the base image {settings.base_image}")
     elif args.command == "smoke":
         reference = args.reference or f"{settings.image}:{settings.version}"
         result = smoke(reference, settings.model_name)

@@ -119,6 +119,15 @@ def build(settings: Settings, context: Path = Path(".")) -> list[str]:
     return tags
 
 
+def sizes(reference: str, client=None) -> tuple[int, int]:
+    """(total, added over the base) uncompressed bytes of a built image, from its history."""
+    client = client or docker_client()
+    image = client.images.get(reference)
+    base = client.images.get(image.labels["org.opencontainers.image.base.name"])
+    added = image.history()[:-len(base.history())]
+    return image.attrs["Size"], sum(layer["Size"] for layer in added)
+
+
 def push(settings: Settings, client=None, registry: Registry | None = None) -> str:
     """Push IMAGE:VERSION and its sha-<commit> tag; return the digest in the registry.
 
