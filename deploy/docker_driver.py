@@ -30,6 +30,15 @@ VERSION_LABEL = f"{LABEL}.version"
 IMAGE_LABEL = f"{LABEL}.image"
 PORT_LABEL = f"{LABEL}.port"
 DEPLOYED_AT_LABEL = f"{LABEL}.deployed-at"
+# How every container of the image runs, in production and in the smoke test: on the host
+# network, read-only (a tmpfs for gunicorn's heartbeat files and control socket), no privileges.
+RUN_OPTIONS = {
+    "network_mode": "host",
+    "read_only": True,
+    "tmpfs": {"/tmp": "rw,nosuid,nodev,size=64m"},
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+}
 # Run in the new container with its own python: the probe must not depend on the image's code.
 PROBE = """import sys, urllib.request
 try:
@@ -151,11 +160,7 @@ class DockerDriver:
             release.reference,
             name=f"{self.settings.service}-{release.version}-{role}-{now:%Y%m%d%H%M%S%f}",
             detach=True,
-            network_mode="host",
-            read_only=True,
-            tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            **RUN_OPTIONS,
             environment={
                 "PORT": str(self.settings.port),
                 "MODEL_NAME": self.settings.model_name,

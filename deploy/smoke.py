@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from deploy.docker_driver import SERVICE_LABEL
+from deploy.docker_driver import RUN_OPTIONS, SERVICE_LABEL
 from deploy.image import ImageError, docker_client, extract_model
 
 TOLERANCE = 1e-5
@@ -91,9 +91,7 @@ def smoke(reference: str, model_name: str = "model", timeout: float = 60.0,
     port = free_port()
     started = time.monotonic()
     container = client.containers.run(
-        reference, detach=True, network_mode="host", read_only=True,
-        tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"}, cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
+        reference, detach=True, **RUN_OPTIONS,
         environment={"PORT": str(port), "MODEL_NAME": model_name},
         labels={SERVICE_LABEL: f"smoke-{port}"})
     try:

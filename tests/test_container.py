@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,7 +23,7 @@ import requests
 from deploy.docker_driver import IMAGE_LABEL, SERVICE_LABEL, VERSION_LABEL
 from deploy.image import sizes
 from deploy.registry import PRODUCTION_TAG, Registry
-from deploy.smoke import sample_rows
+from deploy.smoke import free_port, sample_rows
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -37,12 +36,6 @@ def unavailable(reason: str):
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
     pytest.skip(f"{reason}; `make provision` sets one up")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
