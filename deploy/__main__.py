@@ -11,6 +11,9 @@ import os
 import sys
 import time
 
+import docker.errors
+import requests
+
 from deploy import image, releases
 from deploy.docker_driver import DeployError
 from deploy.registry import PRODUCTION_TAG, Registry, RegistryError
@@ -90,7 +93,8 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         run(args, Settings.from_env())
-    except (DeployError, image.ImageError, RegistryError) as error:
+    except (DeployError, image.ImageError, RegistryError, docker.errors.DockerException,
+            requests.RequestException) as error:
         print(f"{parser().prog} {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

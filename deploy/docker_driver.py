@@ -131,6 +131,9 @@ class DockerDriver:
                 raise DeployError(
                     f"{release.version} never became ready ({reason}); the new container was "
                     f"removed; still serving on port {self.settings.port}: {serving}")
+            except BaseException:  # interrupted, or the engine went away: leave the old alone
+                container.remove(force=True)
+                raise
             self.log(f"{container.name} ready after {time.monotonic() - started:.1f} s")
             if not public:
                 container.remove(force=True)

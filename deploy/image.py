@@ -29,9 +29,19 @@ class ImageError(RuntimeError):
 
 
 def docker_client():
-    """An SDK client for DOCKER_HOST (or the local socket); ssh:// goes through the ssh binary."""
+    """An SDK client for DOCKER_HOST (or the local socket).
+
+    ssh:// goes through paramiko, which reads HostName, Port, User and IdentityFile from
+    ~/.ssh/config and wants the host in ~/.ssh/known_hosts: it keeps one connection open, where
+    the ssh binary would take a new one per API call and breaks `docker exec` streams.
+    """
     import docker
-    return docker.from_env(use_ssh_client=True, timeout=300)
+    try:
+        return docker.from_env(timeout=300)
+    except Exception as error:  # the SDK, paramiko and sockets each raise their own kind
+        where = os.environ.get("DOCKER_HOST") or "the local socket"
+        raise ImageError(f"no Docker engine answers at {where}: "
+                         f"{type(error).__name__}: {error}") from error
 
 
 def git(*args: str, default: str = "unknown") -> str:

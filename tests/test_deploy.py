@@ -186,3 +186,10 @@ def test_cli_refuses_a_version_that_is_no_release(monkeypatch, capsys):
     monkeypatch.setenv("VERSION", "latest")
     assert main(["push"]) == 1
     assert "VERSION 'latest' is not a semantic version" in capsys.readouterr().err
+
+
+def test_cli_says_which_engine_does_not_answer(monkeypatch, capsys):
+    from deploy.smoke import free_port
+    monkeypatch.setenv("DOCKER_HOST", f"ssh://deploy@127.0.0.1:{free_port()}")
+    assert main(["status"]) == 1
+    assert "no Docker engine answers at ssh://deploy@127.0.0.1:" in capsys.readouterr().err
