@@ -71,6 +71,10 @@ def check_version(version: str) -> str:
     return version
 
 
+def is_development(version: str) -> bool:
+    return str(semver.Version.parse(version).prerelease or "").startswith("dev")
+
+
 def model_labels(model_dir: Path) -> dict[str, str]:
     """Build arguments that label the image with the model inside it, from manifest.json."""
     missing = [name for name in ("model.tflite", "manifest.json")
@@ -142,7 +146,9 @@ def push(settings: Settings, client=None, registry: Registry | None = None) -> s
     """Push IMAGE:VERSION and its sha-<commit> tag; return the digest in the registry.
 
     Version tags are immutable: pushing a different image under a version already in the
-    registry is refused (the sha- tag follows the latest build of a commit).
+    registry is refused. Development builds (0.0.0-dev.<commit>, the Makefile's VERSION on an
+    untagged commit) are the exception, so the local pipeline can run twice on one commit;
+    the sha- tag follows the latest build of a commit.
     """
     import docker.errors
     client = client or docker_client()
@@ -153,7 +159,7 @@ def push(settings: Settings, client=None, registry: Registry | None = None) -> s
     except docker.errors.ImageNotFound:
         raise ImageError(f"no local image {settings.image}:{version}: run `make build` first")
     there = registry.config_digest(settings.repository, version)
-    if there and there != image.id:
+    if there and there != image.id and not is_development(version):
         raise ImageError(f"{settings.remote}:{version} already exists with another image "
                          f"({there}); release tags are immutable: use a new VERSION")
     revision = (image.labels or {}).get("org.opencontainers.image.revision", "unknown")

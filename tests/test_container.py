@@ -176,6 +176,13 @@ def test_push_gives_immutable_version_tags(engine, images, release_env):
         v1.tag(release_env["IMAGE"], "1.0.0")
     assert refused.returncode != 0
     assert "immutable" in refused.stderr
+    # A development build of one commit may be rebuilt and pushed again.
+    registry = Registry(release_env["REGISTRY"])
+    for version in ("1.0.0", "2.0.0"):
+        built = engine.images.get(images[version])
+        built.tag(release_env["IMAGE"], "0.0.0-dev.test")
+        ok(make("push", release_env, VERSION="0.0.0-dev.test"))
+        assert registry.config_digest(release_env["IMAGE"], "0.0.0-dev.test") == built.id
 
 
 class Traffic:
@@ -257,5 +264,6 @@ def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env,
 
     unknown = make("rollback", env, VERSION="9.9.9")
     assert unknown.returncode != 0
-    assert "unknown version 9.9.9; known releases: 1.0.0, 2.0.0, 2.1.0" in unknown.stderr
+    assert "unknown version 9.9.9; known releases: 0.0.0-dev.test, 1.0.0, 2.0.0, 2.1.0" \
+        in unknown.stderr
     serving("2.0.0")

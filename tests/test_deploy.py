@@ -12,7 +12,8 @@ import pytest
 from deploy import healthcheck
 from deploy.__main__ import main
 from deploy.docker_driver import DeployError, host_of
-from deploy.image import ImageError, build_command, check_version, model_labels
+from deploy.image import (ImageError, build_command, check_version, is_development,
+                          model_labels)
 from deploy.registry import is_loopback, release_versions
 from deploy.releases import rollback_target
 from deploy.settings import Settings
@@ -70,6 +71,13 @@ def test_release_versions_accepted(version):
 def test_other_versions_refused(version):
     with pytest.raises(ImageError, match="not a semantic version"):
         check_version(version)
+
+
+@pytest.mark.parametrize("version, development", [
+    ("0.0.0-dev.1a2b3c4", True), ("1.3.0-dev.2", True), ("1.3.0-rc.1", False), ("1.3.0", False),
+])
+def test_only_development_builds_may_be_pushed_again(version, development):
+    assert is_development(version) is development
 
 
 def test_model_labels_come_from_the_manifest(tmp_path):
