@@ -60,8 +60,9 @@ def release_env(engine):
     name = f"test-{uuid.uuid4().hex[:8]}/model-service"
     env = {**os.environ, "IMAGE": name, "REGISTRY": registry, "PORT": str(free_port()),
            "MODEL_NAME": "model", "DEPLOY_TARGET": "docker"}
-    env.pop("VERSION", None)
-    env.pop("CHAMPION", None)
+    # Nothing of an outer `make test VERSION=...` may leak into the targets run here.
+    for name in ("VERSION", "CHAMPION", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL"):
+        env.pop(name, None)
     yield env
     cleanup(engine, env)
 
@@ -86,8 +87,8 @@ def cleanup(engine, env) -> None:
 
 def make(target: str, env: dict, **variables) -> subprocess.CompletedProcess:
     started = time.monotonic()
-    result = subprocess.run(["make", target], cwd=REPO, capture_output=True, text=True,
-                            env={**env, **variables})
+    result = subprocess.run(["make", target, *(f"{k}={v}" for k, v in variables.items())],
+                            cwd=REPO, capture_output=True, text=True, env=env)
     result.seconds = time.monotonic() - started
     print(f"make {target} {variables}: exit {result.returncode} in {result.seconds:.1f} s")
     return result
