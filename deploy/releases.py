@@ -7,7 +7,7 @@ from __future__ import annotations
 import semver
 
 from deploy.docker_driver import DeployError, Deployment, DockerDriver, Release
-from deploy.registry import PRODUCTION_TAG, Registry, release_versions
+from deploy.registry import PRODUCTION_TAG, Registry, RegistryError, release_versions
 from deploy.settings import Settings
 
 DRIVERS = {DockerDriver.name: DockerDriver}
@@ -36,7 +36,11 @@ def release(settings: Settings, registry: Registry, version: str) -> Release:
 def deploy(settings: Settings, driver, registry: Registry, version: str) -> Deployment:
     deployment = driver.deploy(release(settings, registry, version))
     digest = deployment.image.rpartition("@")[2]
-    registry.tag(settings.repository, digest, PRODUCTION_TAG)
+    try:
+        registry.tag(settings.repository, digest, PRODUCTION_TAG)
+    except RegistryError as error:
+        raise DeployError(f"{version} is deployed and serves at {deployment.url}, but the "
+                          f"registry's {PRODUCTION_TAG} tag still points elsewhere: {error}")
     return deployment
 
 

@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.docker_driver import IMAGE_LABEL, SERVICE_LABEL, VERSION_LABEL
+from deploy.docker_driver import (IMAGE_LABEL, SERVICE_LABEL, VERSION_LABEL, DeployError,
+                                  DockerDriver, Release)
 from deploy.image import sizes
 from deploy.registry import PRODUCTION_TAG, Registry
+from deploy.settings import Settings
 from deploy.smoke import free_port, sample_rows
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -262,6 +264,11 @@ def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env,
 
     ok(switch("rollback", VERSION="2.0.0"))
     serving("2.0.0")
+
+    other = DockerDriver(Settings(image="another-service", port=int(env["PORT"])), engine)
+    service = env["IMAGE"].replace("/", "-")
+    with pytest.raises(DeployError, match=f"port {env['PORT']} is taken by {service};"):
+        other.deploy(Release("1.0.0", images["1.0.0"]))
 
     unknown = make("rollback", env, VERSION="9.9.9")
     assert unknown.returncode != 0
