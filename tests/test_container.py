@@ -22,7 +22,7 @@ import requests
 
 from deploy.docker_driver import (IMAGE_LABEL, SERVICE_LABEL, VERSION_LABEL, DeployError,
                                   DockerDriver, Release)
-from deploy.image import sizes
+from deploy.image import ImageError, extract_model, sizes
 from deploy.registry import PRODUCTION_TAG, Registry
 from deploy.settings import Settings
 from deploy.smoke import free_port, sample_rows
@@ -148,6 +148,16 @@ def test_image_has_no_tensorflow_and_no_pip(engine, images):
                           "print([m for m in ('tensorflow', 'keras', 'pip') if u.find_spec(m)])"],
         network_mode="host", remove=True)
     assert output.strip() == b"[]"
+
+
+def test_the_model_comes_out_of_an_image_without_running_it(engine, images, model_dir, tmp_path):
+    before = {c.id for c in engine.containers.list(all=True)}
+    extracted = extract_model(images["1.0.0"], tmp_path / "champion", engine)
+    for name in ("model.tflite", "manifest.json"):
+        assert (extracted / name).read_bytes() == (model_dir / name).read_bytes()
+    assert {c.id for c in engine.containers.list(all=True)} == before
+    with pytest.raises(ImageError, match="neither local nor pullable"):
+        extract_model(f"{images['1.0.0']}-missing", tmp_path / "none", engine)
 
 
 def test_smoke_passes_on_a_good_image(images, release_env):
