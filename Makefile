@@ -46,7 +46,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv and install the project with its dev extras
 
 lint: install ## flake8 over the Python code, hadolint over the Dockerfile, shellcheck over the scripts
-	$(call say,lint: flake8, hadolint and shellcheck)
+	$(call say,lint: flake8 then hadolint then shellcheck)
 	$(VENV)/bin/flake8
 	$(VENV)/bin/hadolint Dockerfile
 	shellcheck .ci/run .ci/provision
