@@ -1,0 +1,228 @@
+"""Predict request bodies in TensorFlow Serving's JSON formats, checked against the schema and
+turned into one float32 [N, F] batch. Every refusal is an InvalidRequest (a 400) whose message
+names what is wrong: the key, the row, the feature.
+
+Accepted (F = the schema's features, in schema order; "named" = keyed by feature name):
+  row format       {"instances": [{name: value, ...}, ...]}   or   {"instances": [[v1..vF], ...]}
+  columnar format  {"inputs": {name: [v, ...], ...}}          or   {"inputs": [[v1..vF], ...]}
+Unlike TF Serving, NaN and Infinity are refused: a tabular model answers garbage for them.
+"""
+from __future__ import annotations
+
+import json
+import operator
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+
+from training.schema import Schema
+
+DEFAULT_SIGNATURE = "serving_default"
+NUMBER_TYPES = frozenset((int, float))
+
+
+class InvalidRequest(ValueError):
+    """A 400: the request cannot be answered as it is."""
+
+
+def _refuse_constant(name: str):
+    raise InvalidRequest(f"JSON Parse error: {name} is not accepted: the model needs finite "
+                         f"numbers (TF Serving takes NaN and Infinity; this service refuses "
+                         f"them)")
+
+
+def parse_json(body: bytes) -> dict:
+    """The request body as a JSON object (TF Serving's checks and messages)."""
+    if not body.strip():
+        raise InvalidRequest("JSON Parse error: The document is empty")
+    try:
+        document = json.loads(body, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(f"JSON Parse error: {error.msg} at offset: {error.pos}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidRequest(f"JSON Parse error: the body is not UTF-8 ({error.reason} "
+                             f"at offset: {error.start})") from None
+    except RecursionError:
+        raise InvalidRequest("JSON Parse error: nested too deeply") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest(f"JSON Value: {_json_type(document)} Is not object: the body must "
+                             f"be an object with 'instances' or 'inputs'")
+    return document
+
+
+def signature_name(document: dict) -> str:
+    name = document.get("signature_name", "")
+    if not isinstance(name, str):
+        raise InvalidRequest(f"'signature_name' key must be a string, not "
+                             f"{_json_type(name)}")
+    return name or DEFAULT_SIGNATURE
+
+
+@dataclass(frozen=True)
+class Batch:
+    rows: np.ndarray   # float32 [N, F], features in schema order
+    columnar: bool     # the answer mirrors the request: {"outputs": ...} or {"predictions": ...}
+
+
+class BatchParser:
+    """Turns the `instances` or `inputs` of a parsed body into a Batch, for one schema."""
+
+    def __init__(self, schema: Schema, max_rows: int):
+        self.schema = schema
+        self.max_rows = max_rows
+        self.names = schema.feature_names
+        self._name_set = frozenset(self.names)
+        self._values_of = operator.itemgetter(*self.names)
+        features = schema.features
+        self._minimum = np.array([-np.inf if f.minimum is None else f.minimum for f in features])
+        self._maximum = np.array([np.inf if f.maximum is None else f.maximum for f in features])
+        self._integer = np.array([f.dtype == "int" for f in features])
+
+    def parse(self, document: dict) -> Batch:
+        has_instances, has_inputs = "instances" in document, "inputs" in document
+        if has_instances and has_inputs:
+            raise InvalidRequest("Not formatted correctly expecting only one of 'inputs' or "
+                                 "'instances' keys to exist")
+        if has_instances:
+            return Batch(self._instances(document["instances"]), columnar=False)
+        if has_inputs:
+            return Batch(self._inputs(document["inputs"]), columnar=True)
+        raise InvalidRequest("Missing 'inputs' or 'instances' key")
+
+    def _instances(self, instances) -> np.ndarray:
+        if not isinstance(instances, list):
+            raise InvalidRequest("Expecting 'instances' to be a list")
+        if not instances:
+            raise InvalidRequest("No values in 'instances' array")
+        self._check_count(len(instances), "'instances'")
+        if isinstance(instances[0], dict):
+            for index, instance in enumerate(instances):
+                if not isinstance(instance, dict):
+                    raise InvalidRequest(f"Expecting object but got {_json_type(instance)} at "
+                                         f"item {index} of input list")
+                if instance.keys() != self._name_set:
+                    raise InvalidRequest(f"Failed to process element: {index} of 'instances' "
+                                         f"list. {self._key_problem(instance.keys())}")
+            if len(self.names) == 1:
+                rows = [(instance[self.names[0]],) for instance in instances]
+            else:
+                rows = list(map(self._values_of, instances))
+            return self._to_array(rows, "instances")
+        for index, instance in enumerate(instances):
+            if not isinstance(instance, list):
+                raise InvalidRequest(f"Expecting a list of {len(self.names)} numbers or an "
+                                     f"object keyed by feature name, got {_json_type(instance)} "
+                                     f"at item {index} of 'instances'")
+        return self._plain_rows(instances, "instances")
+
+    def _inputs(self, inputs) -> np.ndarray:
+        if isinstance(inputs, list):
+            if not inputs:
+                raise InvalidRequest("No values in 'inputs' array")
+            self._check_count(len(inputs), "'inputs'")
+            for index, row in enumerate(inputs):
+                if not isinstance(row, list):
+                    raise InvalidRequest(f"'inputs' must be a list of rows of "
+                                         f"{len(self.names)} numbers ([N, {len(self.names)}]), "
+                                         f"but item {index} is {_json_type(row)}")
+            return self._plain_rows(inputs, "inputs")
+        if not isinstance(inputs, dict):
+            raise InvalidRequest(f"'inputs' must be an object keyed by feature name or a list "
+                                 f"of rows, not {_json_type(inputs)}")
+        for name in self.names:
+            if name not in inputs:
+                raise InvalidRequest(f"Missing named input: {name} in 'inputs' object.")
+        if inputs.keys() != self._name_set:
+            raise InvalidRequest(f"'inputs' object: {self._key_problem(inputs.keys())}")
+        columns = [inputs[name] for name in self.names]
+        for name, column in zip(self.names, columns):
+            if not isinstance(column, list):
+                raise InvalidRequest(f"named input '{name}' must be a list with one value per "
+                                     f"row, not {_json_type(column)}")
+        count = len(columns[0])
+        if count == 0:
+            raise InvalidRequest(f"No values in named input '{self.names[0]}'")
+        self._check_count(count, "'inputs'")
+        for name, column in zip(self.names, columns):
+            if len(column) != count:
+                raise InvalidRequest(f"Expecting tensor size: {count} but got: {len(column)} "
+                                     f"(named input '{name}'; every input needs one value per "
+                                     f"row)")
+        return self._to_array(list(zip(*columns)), "inputs")
+
+    def _plain_rows(self, rows: list, key: str) -> np.ndarray:
+        expected = len(self.names)
+        for index, row in enumerate(rows):
+            if len(row) != expected:
+                raise InvalidRequest(f"Expecting tensor size: {expected} but got: {len(row)} "
+                                     f"(item {index} of '{key}' must hold one number per "
+                                     f"feature, in schema order: {', '.join(self.names)})")
+        return self._to_array(rows, key)
+
+    def _check_count(self, count: int, what: str) -> None:
+        if count > self.max_rows:
+            raise InvalidRequest(f"{what} has {count} rows, more than this service takes in one "
+                                 f"request (MAX_ROWS={self.max_rows}): split it")
+
+    def _key_problem(self, keys) -> str:
+        missing = [name for name in self.names if name not in keys]
+        unknown = sorted(str(key) for key in keys if key not in self._name_set)
+        parts = []
+        if missing:
+            parts.append("missing feature(s): " + ", ".join(repr(name) for name in missing))
+        if unknown:
+            parts.append("unknown feature(s): " + ", ".join(repr(name) for name in unknown))
+        return "; ".join(parts) + f" (the features are: {', '.join(self.names)})"
+
+    def _to_array(self, rows: list, key: str) -> np.ndarray:
+        # One pass over the types in C; the Python loop below runs only to word a refusal.
+        if not set(map(type, chain.from_iterable(rows))) <= NUMBER_TYPES:
+            for index, row in enumerate(rows):
+                for name, value in zip(self.names, row):
+                    if type(value) not in NUMBER_TYPES:
+                        raise InvalidRequest(f"feature '{name}' of item {index} of '{key}': "
+                                             f"expecting a number, got {_json_type(value)}")
+        try:
+            values = np.array(rows, dtype=np.float64)
+        except OverflowError:
+            raise InvalidRequest(f"'{key}' holds an integer too large for a float") from None
+        bad = ~np.isfinite(values)
+        if bad.any():
+            self._refuse(bad, values, key, "is not a finite number (too large for a float)")
+        bad = (values < self._minimum) | (values > self._maximum)
+        if bad.any():
+            self._refuse(bad, values, key, "is outside the schema's range")
+        bad = self._integer & (values != np.floor(values))
+        if bad.any():
+            self._refuse(bad, values, key, "is not an integer (the schema says int)")
+        batch = values.astype(np.float32)
+        bad = ~np.isfinite(batch)
+        if bad.any():
+            self._refuse(bad, values, key, "is too large for float32, the model's input type")
+        return batch
+
+    def _refuse(self, bad: np.ndarray, values: np.ndarray, key: str, problem: str):
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        feature = self.schema.features[column]
+        bounds = ""
+        if problem.startswith("is outside"):
+            low = "-inf" if feature.minimum is None else f"{feature.minimum:g}"
+            high = "inf" if feature.maximum is None else f"{feature.maximum:g}"
+            bounds = f" [{low}, {high}]"
+        raise InvalidRequest(f"feature '{feature.name}' of item {row} of '{key}' "
+                             f"{problem}{bounds}: {values[row, column]:g}")
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
