@@ -48,6 +48,10 @@ class Schema:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
+    @property
+    def negative_label(self) -> str:
+        return next(label for label in self.labels if label != self.positive_label)
+
     @classmethod
     def load(cls, path: str | Path) -> Schema:
         path = Path(path)

@@ -1,0 +1,54 @@
+"""`python -m training train|evaluate`: exit 0 done/passed, 1 gate failed, 2 usage or input
+error (argparse uses 2 for usage errors too)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from training.errors import InputError
+
+DATA = Path("data/wdbc.csv")
+SCHEMA = Path("data/schema.json")
+
+
+def parser() -> argparse.ArgumentParser:
+    from training.gate import DEFAULT_POLICY
+
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = p.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="validate the data, train, export, write artifacts")
+    train.add_argument("--model-dir", type=Path, required=True, help="where to write artifacts")
+    train.add_argument("--data", type=Path, default=DATA, help=f"CSV (default {DATA})")
+    train.add_argument("--schema", type=Path, default=SCHEMA, help=f"schema (default {SCHEMA})")
+    train.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    evaluate = commands.add_parser("evaluate", help="score the model, apply the gate, report")
+    evaluate.add_argument("--model-dir", type=Path, required=True, help="a trained model's dir")
+    evaluate.add_argument("--champion", help="the model to beat: a directory with model.tflite")
+    evaluate.add_argument("--data", type=Path, help="the CSV (default: the manifest's)")
+    evaluate.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    for command in (train, evaluate):
+        command.add_argument("--gate", type=Path, default=DEFAULT_POLICY,
+                             help="the gate policy (default training/gate.toml)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    out = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    try:
+        from training import evaluate, gate, train
+        from training.config import TrainConfig
+
+        if args.command == "train":
+            train.run(args.data, args.schema, args.model_dir, TrainConfig(),
+                      gate.load_policy(args.gate), out)
+            return 0
+        return evaluate.run(args.model_dir, args.champion, args.gate, args.data, out)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Load the CSV and validate every cell against the schema before anything trains on it.
+
+Problems are collected over the whole file and reported together, each with the file, the
+line a person opening the file would count (the header is line 1) and the column.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.errors import InputError
+from training.schema import Schema
+
+# Enough to fix a file in one pass without burying the first problems in a wall of text.
+MAX_REPORTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: str
+    sha256: str
+    x: np.ndarray  # float32 [rows, features], features in schema order, raw values
+    y: np.ndarray  # int [rows], 1 for the schema's positive label
+    schema: Schema
+
+    @property
+    def rows(self) -> int:
+        return len(self.y)
+
+
+def load_dataset(path: str | Path, schema: Schema) -> Dataset:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the data ({e.strerror})") from e
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    x, y = parse_csv(text, schema, str(path))
+    return Dataset(str(path), hashlib.sha256(raw).hexdigest(), x, y, schema)
+
+
+def parse_csv(text: str, schema: Schema, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and targets from CSV text, or an InputError listing every problem found."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None or not any(cell.strip() for cell in header):
+        raise InputError(f"{name}: the file is empty; expected a header row with the columns "
+                         f"{', '.join(schema.feature_names + (schema.target,))}")
+    header = [cell.strip() for cell in header]
+    _check_header(header, schema, name)
+    columns = [header.index(n) for n in schema.feature_names]
+    target_column = header.index(schema.target)
+
+    problems: list[str] = []
+    features, targets = [], []
+    for cells in reader:
+        line = reader.line_num
+        if not cells:
+            continue  # a blank line (often the last one) holds no row
+        where = f"{name}, line {line}"
+        if len(cells) != len(header):
+            problems.append(f"{where}: {len(cells)} cells, the header has {len(header)}")
+            continue
+        row = []
+        for feature, column in zip(schema.features, columns):
+            value, problem = _number(cells[column], feature)
+            if problem:
+                problems.append(f"{where}, column {feature.name!r}: {problem}")
+            row.append(value)
+        label = cells[target_column].strip()
+        if label not in schema.labels:
+            problems.append(f"{where}, column {schema.target!r}: unknown label {label!r} "
+                            f"(expected one of {', '.join(schema.labels)})")
+        features.append(row)
+        targets.append(int(label == schema.positive_label))
+    if problems:
+        raise InputError(_summary(name, problems))
+    if not targets:
+        raise InputError(f"{name}: the header is there but no data rows follow it")
+    if len(set(targets)) < 2:
+        only = schema.positive_label if targets[0] else schema.negative_label
+        raise InputError(f"{name}, column {schema.target!r}: every row is {only!r}; "
+                         f"training needs both labels ({', '.join(schema.labels)})")
+    return np.asarray(features, dtype=np.float32), np.asarray(targets, dtype=np.int64)
+
+
+def _check_header(header: list[str], schema: Schema, name: str) -> None:
+    expected = schema.feature_names + (schema.target,)
+    missing = [c for c in expected if c not in header]
+    extra = [c for c in header if c not in expected]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"column(s) not in the schema: {', '.join(extra) or 'an unnamed one'}")
+    if repeated:
+        problems.append(f"column(s) named twice: {', '.join(repeated)}")
+    if problems:
+        raise InputError(f"{name}, line 1 (header): {'; '.join(problems)}")
+
+
+def _number(cell: str, feature) -> tuple[float, str | None]:
+    text = cell.strip()
+    if not text:
+        return math.nan, "empty cell (a value is required)"
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan, f"{text!r} is not a number"
+    return value, feature.problem(value)
+
+
+def _summary(name: str, problems: list[str]) -> str:
+    shown = problems[:MAX_REPORTED_PROBLEMS]
+    more = len(problems) - len(shown)
+    lines = [f"{name}: {len(problems)} problem(s) in the data:"] + [f"  {p}" for p in shown]
+    if more:
+        lines.append(f"  ... and {more} more")
+    return "\n".join(lines)

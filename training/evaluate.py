@@ -1,0 +1,129 @@
+"""Score the exported model with LiteRT on the test split (as the service will run it), and
+the evaluate stage: candidate against the gate and, when given, against the champion."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training import champion, gate, report
+from training.config import TrainConfig
+from training.data import load_dataset
+from training.errors import InputError
+from training.export import sha256
+from training.litert import LiteRTModel
+from training.metrics import classification_metrics
+from training.schema import Schema
+from training.split import stratified_split
+
+BATCH_ROWS = 1024
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    performance: dict
+    probabilities: np.ndarray
+
+
+def evaluate_model(lite: LiteRTModel, size_bytes: int, x: np.ndarray, y: np.ndarray,
+                   threshold: float) -> Evaluation:
+    p = lite.predict(x)
+    performance = {
+        "model_size_bytes": size_bytes,
+        "inference_us_1_row": lite.latency_us(x[:1]),
+        # The test rows repeated up to a full batch: the same values the model will see.
+        "inference_us_1024_rows": lite.latency_us(np.resize(x, (BATCH_ROWS, x.shape[1])),
+                                                  repeats=50),
+    }
+    return Evaluation(classification_metrics(y, p, threshold), performance, p)
+
+
+def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
+        data_path: Path | None = None, out=print) -> int:
+    """The evaluate stage: 0 when the gate passes, 1 when it fails (InputError for the rest).
+    Writes evaluation.json and report.md either way."""
+    policy = gate.load_policy(policy_path)
+    manifest, results = _read_json(model_dir, "manifest.json"), _read_json(model_dir,
+                                                                           "metrics.json")
+    content = _verified_model(model_dir, manifest)
+    schema = Schema.from_dict(manifest["schema"])
+    data = load_dataset(data_path or Path(manifest["data"]["path"]), schema)
+    if data.sha256 != manifest["data"]["sha256"]:
+        raise InputError(f"{data.path}: not the data this model was trained on (sha256 "
+                         f"{data.sha256[:12]}..., the manifest says "
+                         f"{manifest['data']['sha256'][:12]}...); train again")
+    config = TrainConfig.from_dict(results["config"])
+    split = stratified_split(data.y, config.seed, config.validation_fraction,
+                             config.test_fraction)
+    x, y = data.x[split.test], data.y[split.test]
+    threshold = manifest["model"]["threshold"]
+    candidate = evaluate_model(LiteRTModel(content), len(content), x, y, threshold)
+
+    verdict = {"policy": str(policy_path), "primary_metric": policy.primary_metric,
+               "metrics": candidate.metrics, "performance": candidate.performance,
+               "champion": None}
+    comparison = None
+    if champion_ref:
+        directory = champion.resolve(champion_ref)
+        rival = _champion_model(directory, schema)
+        p = rival.predict(x)
+        comparison = gate.paired_bootstrap(y, candidate.probabilities, p, policy.primary_metric,
+                                           threshold, policy)
+        verdict["champion"] = {"reference": champion_ref, "directory": str(directory),
+                               "metrics": classification_metrics(y, p, threshold),
+                               "comparison": dataclasses.asdict(comparison)}
+    rules = gate.check(policy, candidate.metrics, candidate.performance, comparison)
+    verdict["passed"] = all(rule.passed for rule in rules)
+    verdict["rules"] = [dataclasses.asdict(rule) for rule in rules]
+
+    (model_dir / "evaluation.json").write_text(json.dumps(verdict, indent=2) + "\n")
+    (model_dir / "report.md").write_text(report.render(manifest, results, verdict))
+    out(report.gate_summary(verdict, model_dir))
+    return 0 if verdict["passed"] else 1
+
+
+def _read_json(model_dir: Path, name: str) -> dict:
+    path = model_dir / name
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror}); train a model into "
+                         f"{model_dir} first") from e
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from e
+
+
+def _verified_model(model_dir: Path, manifest: dict) -> bytes:
+    path = model_dir / "model.tflite"
+    try:
+        content = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror})") from e
+    expected = manifest["files"]["model.tflite"]["sha256"]
+    if sha256(path) != expected:
+        raise InputError(f"{path}: its sha256 differs from the one in manifest.json "
+                         f"({expected[:12]}...): the model was changed after training")
+    return content
+
+
+def _champion_model(directory: Path, schema: Schema) -> LiteRTModel:
+    """The champion's LiteRT model, refused when it does not take this schema's features."""
+    path = directory / "model.tflite"
+    manifest_path = directory / "manifest.json"
+    if manifest_path.is_file():
+        theirs = Schema.from_dict(_read_json(directory, "manifest.json")["schema"])
+        if theirs.feature_names != schema.feature_names:
+            raise InputError(f"{manifest_path}: the champion takes other features than the "
+                             "candidate; the two cannot be compared on the same rows")
+    try:
+        model = LiteRTModel(path.read_bytes(), str(path))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the champion's model ({e.strerror})") from e
+    if model.n_features != len(schema.features):
+        raise InputError(f"{path}: the champion takes {model.n_features} features, the "
+                         f"candidate {len(schema.features)}")
+    return model

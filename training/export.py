@@ -1,0 +1,79 @@
+"""Export the Keras model to LiteRT, prove both give the same probabilities, and write the
+artifacts the service and the image read (model.tflite, model.keras, manifest.json)."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import importlib.metadata
+import io
+import platform
+import subprocess
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.litert import LiteRTModel
+
+# The service must answer what training measured: float32 round-off differs between the
+# two runtimes only in the last bits, so anything above this is a broken export.
+PARITY_TOLERANCE = 1e-5
+
+
+class ParityError(RuntimeError):
+    """The LiteRT model does not give the Keras model's probabilities."""
+
+
+def to_tflite(model: keras.Model) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    # The converter prints the intermediate SavedModel's signature; nobody needs to read it.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def parity(model: keras.Model, lite: LiteRTModel, x: np.ndarray) -> float:
+    """The largest absolute difference between Keras and LiteRT probabilities on `x`;
+    raises ParityError when it exceeds PARITY_TOLERANCE."""
+    expected = model.predict(x, verbose=0)[:, 0]
+    worst = float(np.max(np.abs(expected - lite.predict(x))))
+    if not worst <= PARITY_TOLERANCE:
+        raise ParityError(f"the LiteRT export differs from the Keras model by up to {worst:.3g} "
+                          f"on {len(x)} rows (allowed: {PARITY_TOLERANCE:g}); not writing it")
+    return worst
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def library_versions() -> dict:
+    return {"tensorflow": tf.__version__, "keras": keras.__version__,
+            "ai-edge-litert": importlib.metadata.version("ai-edge-litert"),
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def manifest(model_dir: Path, data: dict, schema: dict, model: dict,
+             trained_at: datetime.datetime) -> dict:
+    return {
+        # TF Serving's model version: an integer that grows with each training.
+        "version": str(int(trained_at.timestamp())),
+        "created": trained_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "git_commit": git_commit(),
+        "files": {name: {"sha256": sha256(model_dir / name)}
+                  for name in ("model.tflite", "model.keras")},
+        "data": data,
+        "schema": schema,
+        "model": model,
+        "libraries": library_versions(),
+    }
