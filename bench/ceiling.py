@@ -1,0 +1,24 @@
+"""CEILING, NOT THE SERVICE: the service itself, same app, same gunicorn settings, same JSON
+parsing and validation, with the model call replaced by a constant. What the service does
+at best on this machine if inference were free; the benchmark's throughput target is a
+fraction of this.
+
+    MODEL_DIR=... gunicorn -c service/gunicorn_conf.py 'bench.ceiling:create_app()'
+"""
+import numpy as np
+
+import service
+from service.config import Config
+from service.predictor import Predictor
+
+
+class ConstantPredictor(Predictor):
+    """The real model's manifest and schema (the loading checks run too), no inference."""
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return np.full(len(rows), 0.5, dtype=np.float32)
+
+
+def create_app():
+    config = Config.from_env()
+    return service.create_app(config, ConstantPredictor(config.model_dir))
