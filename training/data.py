@@ -62,8 +62,10 @@ def parse_csv(text: str, schema: Schema, name: str) -> tuple[np.ndarray, np.ndar
 
     problems: list[str] = []
     features, targets = [], []
+    start = reader.line_num + 1
     for cells in reader:
-        line = reader.line_num
+        # A quoted cell may span lines: a row is where it starts, line_num is where it ends.
+        line, start = start, reader.line_num + 1
         if not cells:
             continue  # a blank line (often the last one) holds no row
         where = f"{name}, line {line}"

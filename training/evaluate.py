@@ -3,17 +3,16 @@ the evaluate stage: candidate against the gate and, when given, against the cham
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from training import champion, gate, report
+from training.artifacts import display_path, read_json, read_verified, write_json
 from training.config import TrainConfig
 from training.data import load_dataset
 from training.errors import InputError
-from training.export import sha256
 from training.litert import LiteRTModel
 from training.metrics import classification_metrics
 from training.schema import Schema
@@ -47,9 +46,10 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
     """The evaluate stage: 0 when the gate passes, 1 when it fails (InputError for the rest).
     Writes evaluation.json and report.md either way."""
     policy = gate.load_policy(policy_path)
-    manifest, results = _read_json(model_dir, "manifest.json"), _read_json(model_dir,
-                                                                           "metrics.json")
-    content = _verified_model(model_dir, manifest)
+    manifest = read_json(model_dir / "manifest.json")
+    results = read_json(model_dir / "metrics.json")
+    content = read_verified(model_dir / "model.tflite",
+                            manifest["files"]["model.tflite"]["sha256"])
     schema = Schema.from_dict(manifest["schema"])
     data = load_dataset(data_path or Path(manifest["data"]["path"]), schema)
     if data.sha256 != manifest["data"]["sha256"]:
@@ -63,7 +63,7 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
     threshold = manifest["model"]["threshold"]
     candidate = evaluate_model(LiteRTModel(content), len(content), x, y, threshold)
 
-    verdict = {"policy": str(policy_path), "primary_metric": policy.primary_metric,
+    verdict = {"policy": display_path(policy_path), "primary_metric": policy.primary_metric,
                "metrics": candidate.metrics, "performance": candidate.performance,
                "champion": None}
     comparison = None
@@ -80,34 +80,10 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
     verdict["passed"] = all(rule.passed for rule in rules)
     verdict["rules"] = [dataclasses.asdict(rule) for rule in rules]
 
-    (model_dir / "evaluation.json").write_text(json.dumps(verdict, indent=2) + "\n")
+    write_json(model_dir / "evaluation.json", verdict)
     (model_dir / "report.md").write_text(report.render(manifest, results, verdict))
     out(report.gate_summary(verdict, model_dir))
     return 0 if verdict["passed"] else 1
-
-
-def _read_json(model_dir: Path, name: str) -> dict:
-    path = model_dir / name
-    try:
-        return json.loads(path.read_text())
-    except OSError as e:
-        raise InputError(f"{path}: cannot read it ({e.strerror}); train a model into "
-                         f"{model_dir} first") from e
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from e
-
-
-def _verified_model(model_dir: Path, manifest: dict) -> bytes:
-    path = model_dir / "model.tflite"
-    try:
-        content = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read it ({e.strerror})") from e
-    expected = manifest["files"]["model.tflite"]["sha256"]
-    if sha256(path) != expected:
-        raise InputError(f"{path}: its sha256 differs from the one in manifest.json "
-                         f"({expected[:12]}...): the model was changed after training")
-    return content
 
 
 def _champion_model(directory: Path, schema: Schema) -> LiteRTModel:
@@ -115,7 +91,7 @@ def _champion_model(directory: Path, schema: Schema) -> LiteRTModel:
     path = directory / "model.tflite"
     manifest_path = directory / "manifest.json"
     if manifest_path.is_file():
-        theirs = Schema.from_dict(_read_json(directory, "manifest.json")["schema"])
+        theirs = Schema.from_dict(read_json(manifest_path)["schema"])
         if theirs.feature_names != schema.feature_names:
             raise InputError(f"{manifest_path}: the champion takes other features than the "
                              "candidate; the two cannot be compared on the same rows")

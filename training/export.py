@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import importlib.metadata
 import io
 import platform
@@ -15,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.artifacts import sha256
 from training.litert import LiteRTModel
 
 # The service must answer what training measured: float32 round-off differs between the
@@ -42,10 +42,6 @@ def parity(model: keras.Model, lite: LiteRTModel, x: np.ndarray) -> float:
         raise ParityError(f"the LiteRT export differs from the Keras model by up to {worst:.3g} "
                           f"on {len(x)} rows (allowed: {PARITY_TOLERANCE:g}); not writing it")
     return worst
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def git_commit() -> str:

@@ -152,12 +152,14 @@ def _champion_rule(policy: Policy, c: Comparison) -> Rule:
                 f"interval {c.low:+.4f} to {c.high:+.4f}")
     # How much worse the candidate may plausibly be: the interval's end on the bad side.
     worst = -c.low if HIGHER_IS_BETTER[name] else c.high
-    if worst <= allowed:
-        verdict = (f"at worst {max(worst, 0):.4f} worse than the champion, within the allowed "
-                   f"regression of {allowed:.4f}: passed")
+    if worst <= 0:
+        verdict = "the candidate is at least as good as the champion: passed"
+    elif worst <= allowed:
+        verdict = (f"the candidate may be up to {worst:.4f} worse than the champion, within the "
+                   f"allowed regression of {allowed:.4f}: passed")
     else:
-        verdict = (f"it may be up to {worst:.4f} worse than the champion, more than the allowed "
-                   f"regression of {allowed:.4f} by {worst - allowed:.4f}: failed")
+        verdict = (f"the candidate may be up to {worst:.4f} worse than the champion, more than "
+                   f"the allowed regression of {allowed:.4f} by {worst - allowed:.4f}: failed")
     return Rule(f"no regression against the champion ({name})", worst <= allowed,
                 f"{interval}; {verdict}")
 

@@ -72,9 +72,9 @@ def _verdict_line(verdict: dict | None) -> str:
         return "**Gate: not evaluated yet** (`make evaluate` checks it and rewrites this report)."
     failed = [rule for rule in verdict["rules"] if not rule["passed"]]
     if not failed:
-        against = " and the champion" if verdict["champion"] else ""
-        return f"**Gate: passed.** All {len(verdict['rules'])} rules of `{verdict['policy']}`" \
-               f"{against} are met."
+        against = ", the comparison with the champion included" if verdict["champion"] else ""
+        return (f"**Gate: passed.** All {len(verdict['rules'])} rules of `{verdict['policy']}` "
+                f"are met{against}.")
     return "\n".join([f"**Gate: FAILED.** {len(failed)} of {len(verdict['rules'])} rules of "
                       f"`{verdict['policy']}` failed:", ""]
                      + [f"- **{rule['name']}**: {rule['detail']}" for rule in failed])

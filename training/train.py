@@ -3,8 +3,6 @@ export it to LiteRT and write every artifact of a training run to the model dire
 from __future__ import annotations
 
 import datetime
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import export, plots, report
+from training.artifacts import display_path, write_json
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset
 from training.evaluate import evaluate_model
@@ -139,15 +138,16 @@ def run(data_path: Path, schema_path: Path, model_dir: Path, config: TrainConfig
         "config": config.to_dict(),
         "history": {t.architecture: t.history for t in trained},
     }
-    _write_json(model_dir / "metrics.json", results)
-    _write_json(model_dir / "manifest.json", export.manifest(
+    write_json(model_dir / "metrics.json", results)
+    manifest = export.manifest(
         model_dir,
-        data={"path": _relative(data.path), "sha256": data.sha256, "rows": data.rows},
+        data={"path": display_path(data.path), "sha256": data.sha256, "rows": data.rows},
         schema=schema.to_dict(),
         model={"architecture": best.architecture, "threshold": THRESHOLD,
                "primary_metric": policy.primary_metric,
                "primary_metric_value": evaluation.metrics[policy.primary_metric]},
-        trained_at=trained_at))
+        trained_at=trained_at)
+    write_json(model_dir / "manifest.json", manifest)
     plots.training_curves(results["history"], model_dir / plots.FILES["training_curves"])
     plots.roc_curves(test_y, {t.architecture: t.test_probabilities for t in trained},
                      model_dir / plots.FILES["roc_curve"])
@@ -156,21 +156,7 @@ def run(data_path: Path, schema_path: Path, model_dir: Path, config: TrainConfig
                            model_dir / plots.FILES["confusion_matrix"])
     plots.feature_distributions(data.x, data.y, schema,
                                 model_dir / plots.FILES["feature_distributions"])
-    manifest = json.loads((model_dir / "manifest.json").read_text())
     (model_dir / "report.md").write_text(report.render(manifest, results))
     seconds = time.perf_counter() - started
     out(report.summary(manifest, results, model_dir, seconds))
     return results
-
-
-def _relative(path: str) -> str:
-    """The data path as the manifest records it: relative to where training ran, when inside."""
-    absolute = Path(path).resolve()
-    try:
-        return absolute.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return os.fspath(absolute)
-
-
-def _write_json(path: Path, content: dict) -> None:
-    path.write_text(json.dumps(content, indent=2) + "\n")
