@@ -27,7 +27,7 @@ VENV := .venv
 PY   := $(VENV)/bin/python
 say   = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help provision install lint test train evaluate serve build smoke push deploy rollback pipeline bench
+.PHONY: help provision install lint test train evaluate serve build smoke push deploy rollback pipeline bench act
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,11 +45,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the project with its dev extras
 
-lint: install ## flake8 over the Python code, hadolint over the Dockerfile, shellcheck over the scripts
-	$(call say,lint: flake8 then hadolint then shellcheck)
+lint: install ## flake8, hadolint, shellcheck, and zizmor and the schemas over .github
+	$(call say,lint: flake8 then hadolint then shellcheck then zizmor and check-jsonschema over .github)
 	$(VENV)/bin/flake8
 	$(VENV)/bin/hadolint Dockerfile
 	shellcheck .ci/run .ci/provision
+	$(VENV)/bin/zizmor --offline --min-severity medium --no-progress .github
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 
 test: install ## the whole test suite, with coverage (training/ must stay at 85% or more)
 	$(call say,test: pytest)
@@ -97,3 +101,9 @@ pipeline: ## lint, test, train, evaluate (against the deployed model), build, sm
 	$(MAKE) deploy
 	$(call say,pipeline: done)
 	$(PY) -m deploy status
+
+act: install ## run ci.yml's jobs locally in containers with nektos/act (needs GitHub for the actions)
+	$(call say,act: .github/workflows/ci.yml on a push event $(ACT_ARGS))
+	$(VENV)/bin/act push --workflows .github/workflows/ci.yml \
+	  --platform ubuntu-latest=catthehacker/ubuntu:act-latest \
+	  --artifact-server-path "$${TMPDIR:-/tmp}/act-artifacts" $(ACT_ARGS)
