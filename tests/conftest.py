@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import training  # noqa: F401  (quiets TensorFlow's logging before any test imports it)
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "wdbc.csv"
 SCHEMA = ROOT / "data" / "schema.json"
@@ -18,4 +20,18 @@ def model_dir(tmp_path_factory) -> Path:
 
     directory = tmp_path_factory.mktemp("model")
     train.run(DATA, SCHEMA, directory, TrainConfig(), gate.load_policy(), out=lambda line: None)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def untrained_model_dir(tmp_path_factory) -> Path:
+    """A deliberately weak model through the same pipeline: one epoch at a learning rate
+    of ~0 leaves the initial weights, which rank the test rows worse than chance."""
+    from training import gate, train
+    from training.config import TrainConfig
+
+    directory = tmp_path_factory.mktemp("untrained")
+    config = TrainConfig(architectures=("logistic_regression",), max_epochs=1,
+                         logistic_regression_learning_rate=1e-9)
+    train.run(DATA, SCHEMA, directory, config, gate.load_policy(), out=lambda line: None)
     return directory

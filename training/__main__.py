@@ -37,17 +37,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     try:
-        from training import evaluate, gate, train
-        from training.config import TrainConfig
-
         if args.command == "train":
-            train.run(args.data, args.schema, args.model_dir, TrainConfig(),
-                      gate.load_policy(args.gate), out)
-            return 0
+            return _train(args, out)
+        # Imported here: evaluate needs LiteRT, not TensorFlow (3 s to import).
+        from training import evaluate
         return evaluate.run(args.model_dir, args.champion, args.gate, args.data, out)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _train(args: argparse.Namespace, out) -> int:
+    from training import gate, train
+    from training.config import TrainConfig
+    from training.export import ParityError
+
+    policy = gate.load_policy(args.gate)
+    try:
+        train.run(args.data, args.schema, args.model_dir, TrainConfig(), policy, out)
+    except ParityError as e:
+        print(f"error: export failed: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
