@@ -35,3 +35,18 @@ def untrained_model_dir(tmp_path_factory) -> Path:
                          logistic_regression_learning_rate=1e-9)
     train.run(DATA, SCHEMA, directory, config, gate.load_policy(), out=lambda line: None)
     return directory
+
+
+# The service's fixtures (tests/test_service_*.py): the app on the session's model, through
+# Flask's test client.
+@pytest.fixture
+def service_app(model_dir):
+    from service import create_app
+    from service.config import Config
+
+    return create_app(Config(model_dir=model_dir))
+
+
+@pytest.fixture
+def client(service_app):
+    return service_app.test_client()

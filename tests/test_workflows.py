@@ -1,0 +1,285 @@
+"""The GitHub Actions workflows, read as data: triggers, job graph, permissions, pins, the make
+targets they call, and the checks reviewers run first (zizmor, the workflow schema, shellcheck
+over every `run:` script). tests/test_act.py runs the jobs that can run offline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+GITHUB = REPO / ".github"
+WORKFLOWS = {path.stem: path for path in sorted((GITHUB / "workflows").glob("*.yml"))}
+ACTIONS = sorted((GITHUB / "actions").glob("*/action.yml"))
+BIN = REPO / ".venv" / "bin"
+# Third-party actions: owner/repo[/path]@<40 hex> # v<version>
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
+MAKE_CALL = re.compile(r"(?:^|[;&|(]\s*|\s)make\s+((?:-\S+\s+)*)([\w$\"{}-]+)")
+
+
+def load(path: Path) -> dict:
+    document = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the key `on` as the boolean True.
+    if True in document:
+        document["on"] = document.pop(True)
+    return document
+
+
+@pytest.fixture(scope="module")
+def workflows() -> dict[str, dict]:
+    return {name: load(path) for name, path in WORKFLOWS.items()}
+
+
+def steps_of(document: dict):
+    """(job id, step) for every step of a workflow, or of a composite action (job None)."""
+    if "runs" in document:
+        for step in document["runs"].get("steps", []):
+            yield None, step
+        return
+    for job_id, job in document["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_id, step
+
+
+def all_documents():
+    yield from ((path, load(path)) for path in WORKFLOWS.values())
+    yield from ((path, load(path)) for path in ACTIONS)
+
+
+def unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
+    pytest.skip(reason)
+
+
+def test_the_expected_workflows_exist():
+    assert set(WORKFLOWS) == {"ci", "release", "rollback", "deploy"}
+    assert [path.parent.name for path in ACTIONS] == ["setup"]
+
+
+def test_triggers(workflows):
+    ci, release = workflows["ci"]["on"], workflows["release"]["on"]
+    assert ci["push"] == {"branches": ["**"]}, "tags belong to release.yml, not to ci.yml"
+    assert "pull_request" in ci and "workflow_call" in ci
+    assert release == {"push": {"tags": ["v*.*.*"]}}
+    assert set(workflows["rollback"]["on"]) == {"workflow_dispatch"}
+    assert set(workflows["deploy"]["on"]) == {"workflow_call"}
+    for name, document in workflows.items():
+        assert "pull_request_target" not in document["on"], name
+        assert "workflow_run" not in document["on"], name
+
+
+def test_permissions_are_read_only_except_where_a_job_needs_more(workflows):
+    writes = set()
+    for name, document in workflows.items():
+        assert document["permissions"] == {"contents": "read"}, name
+        for job_id, job in document["jobs"].items():
+            for scope, level in job.get("permissions", {}).items():
+                assert level in ("read", "write", "none"), (name, job_id, scope)
+                if level == "write":
+                    writes.add((name, job_id, scope))
+    assert writes == {
+        ("ci", "report", "pull-requests"),
+        ("ci", "publish", "packages"), ("ci", "publish", "id-token"),
+        ("ci", "publish", "attestations"),
+        ("deploy", "deploy", "packages"),
+        ("release", "github-release", "contents"),
+        # Callers of reusable workflows grant what the called jobs ask for, no more.
+        ("release", "ci", "packages"), ("release", "ci", "id-token"),
+        ("release", "ci", "attestations"), ("release", "ci", "pull-requests"),
+        ("release", "deploy", "packages"), ("rollback", "rollback", "packages"),
+    }
+    text = "\n".join(path.read_text() for path in WORKFLOWS.values())
+    assert "write-all" not in text and "secrets: inherit" not in text
+
+
+def test_every_job_has_a_timeout(workflows):
+    for name, document in workflows.items():
+        for job_id, job in document["jobs"].items():
+            if "uses" in job:  # a reusable workflow's call: its own jobs carry the timeouts
+                continue
+            assert 0 < job["timeout-minutes"] <= 60, (name, job_id)
+
+
+def test_third_party_actions_are_pinned_to_a_commit_with_the_version_in_a_comment():
+    pinned = 0
+    for path, _ in all_documents():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = re.match(r"^\s*(?:- )?uses: (.+)$", line)
+            if not match or match.group(1).startswith("./"):
+                continue
+            assert PINNED.match(match.group(1)), f"{path.name}:{number}: {line.strip()}"
+            pinned += 1
+    assert pinned >= 10
+
+
+def test_one_version_of_each_action_everywhere():
+    versions = {}
+    for path, _ in all_documents():
+        for reference in re.findall(r"uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40})", path.read_text()):
+            versions.setdefault(reference[0], set()).add(reference[1])
+    assert versions and all(len(shas) == 1 for shas in versions.values()), versions
+
+
+def test_no_expression_is_interpolated_into_a_shell_script():
+    for path, document in all_documents():
+        for job_id, step in steps_of(document):
+            if "run" in step:
+                assert "${{" not in step["run"], (path.name, job_id, step.get("name"))
+
+
+def test_checkouts_keep_no_credentials():
+    for path, document in all_documents():
+        for job_id, step in steps_of(document):
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, (path.name, job_id)
+
+
+def make_targets() -> set[str]:
+    """The targets `make help` lists (each has a ## description)."""
+    listing = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout
+    return set(re.findall(r"^\s+make (\S+)", listing, re.MULTILINE))
+
+
+def test_every_make_target_a_workflow_calls_exists(workflows):
+    targets = make_targets()
+    called = set()
+    for path, document in all_documents():
+        for job_id, step in steps_of(document):
+            for options, target in MAKE_CALL.findall(step.get("run", "")):
+                called.add(target)
+    # deploy.yml runs `make "$COMMAND"`: its callers say which command.
+    assert '"$COMMAND"' in called
+    called.discard('"$COMMAND"')
+    commands = {job["with"]["command"] for document in workflows.values()
+                for job in document["jobs"].values()
+                if job.get("uses") == "./.github/workflows/deploy.yml"}
+    assert commands == {"deploy", "rollback"}
+    called |= commands
+    assert called == {"lint", "test", "provision", "train", "evaluate", "build", "smoke", "push",
+                      "install", "deploy", "rollback"}
+    assert called <= targets, f"not in the Makefile: {called - targets}"
+    assert "act" in targets
+
+
+def needs(job: dict) -> set[str]:
+    value = job.get("needs", [])
+    return {value} if isinstance(value, str) else set(value)
+
+
+def test_ci_job_graph(workflows):
+    jobs = workflows["ci"]["jobs"]
+    assert {job_id: needs(job) for job_id, job in jobs.items()} == {
+        "lint": set(), "test": set(), "model": set(),
+        "report": {"model"}, "image": {"model"},
+        # Only an image whose code passed lint and tests is published.
+        "publish": {"lint", "test", "image"},
+    }
+    assert jobs["publish"]["if"] == "needs.image.outputs.publish == 'true'"
+    publish = workflows["ci"]["env"]["PUBLISH"]
+    assert "github.event_name == 'push'" in publish and "refs/tags/" in publish
+    assert "pull_request" in jobs["report"]["if"]
+    assert "head.repo.full_name == github.repository" in jobs["report"]["if"]
+    text = WORKFLOWS["ci"].read_text()
+    assert "deploy.yml" not in text and "environment:" not in text, "CI never deploys"
+
+
+def test_deploys_only_from_a_gated_tag_or_by_hand(workflows):
+    callers = {name: job_id for name, document in workflows.items()
+               for job_id, job in document["jobs"].items()
+               if job.get("uses") == "./.github/workflows/deploy.yml"}
+    assert callers == {"release": "deploy", "rollback": "rollback"}
+    release = workflows["release"]["jobs"]
+    # The gate: ci.yml (lint, tests, evaluation against production, image) after the tag check.
+    assert release["ci"]["uses"] == "./.github/workflows/ci.yml"
+    assert needs(release["ci"]) == {"version"}
+    assert needs(release["deploy"]) == {"version", "ci"}
+    assert release["deploy"]["with"] == {"command": "deploy",
+                                         "version": "${{ needs.version.outputs.version }}"}
+    assert needs(release["github-release"]) == {"version", "ci"}
+    deploy = workflows["deploy"]["jobs"]
+    assert needs(deploy["deploy"]) == {"target"}
+    assert deploy["deploy"]["if"] == "needs.target.outputs.configured == 'true'"
+    assert deploy["deploy"]["environment"] == "production"
+    assert "environment" not in deploy["target"]
+
+
+def test_release_and_rollback_share_one_concurrency_group_per_environment(workflows):
+    job = workflows["deploy"]["jobs"]["deploy"]
+    assert job["concurrency"] == {"group": f"deploy-{job['environment']}",
+                                  "cancel-in-progress": False}
+    ci = workflows["ci"]["concurrency"]
+    assert ci["group"] == "${{ github.workflow }}-${{ github.ref }}"
+    assert ci["cancel-in-progress"] == "${{ !startsWith(github.ref, 'refs/tags/') }}"
+
+
+def test_the_rollback_input_reaches_make_rollback_through_the_environment(workflows):
+    version = workflows["rollback"]["on"]["workflow_dispatch"]["inputs"]["version"]
+    assert version["required"] is False and version["default"] == ""
+    assert workflows["rollback"]["jobs"]["rollback"]["with"] == {
+        "command": "rollback", "version": "${{ inputs.version }}"}
+    deploy = workflows["deploy"]["jobs"]
+    for job in ("target", "deploy"):
+        env = deploy[job].get("env") or next(
+            step["env"] for step in deploy[job]["steps"] if "RELEASE" in step.get("env", {}))
+        assert env["RELEASE"] == "${{ inputs.version }}"
+        assert env["COMMAND"] == "${{ inputs.command }}"
+    runs = [step["run"] for step in deploy["deploy"]["steps"] if "make \"$COMMAND\"" in
+            step.get("run", "")]
+    assert len(runs) == 1
+    # An empty input leaves VERSION unset, so make rollback goes to the release before.
+    assert 'make "$COMMAND" ${RELEASE:+VERSION="$RELEASE"}' in runs[0]
+
+
+def test_caches_and_dependabot():
+    setup = load(ACTIONS[0])["runs"]["steps"][0]
+    assert setup["uses"].startswith("actions/setup-python@")
+    assert setup["with"] == {"python-version": "3.11", "cache": "pip",
+                             "cache-dependency-path": "pyproject.toml"}
+    dependabot = load(GITHUB / "dependabot.yml")
+    assert {update["package-ecosystem"] for update in dependabot["updates"]} == {
+        "pip", "docker", "github-actions"}
+
+
+def test_zizmor_finds_nothing_at_medium_severity_or_above():
+    result = subprocess.run([BIN / "zizmor", "--offline", "--format", "json", "--no-progress",
+                             str(GITHUB)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode in (0, 10, 11, 12, 13, 14), result.stderr  # 1x: findings
+    findings = json.loads(result.stdout)
+    serious = [(finding["ident"], finding["determinations"]["severity"]) for finding in findings
+               if finding["determinations"]["severity"] in ("Medium", "High")]
+    assert serious == []
+
+
+def test_workflows_actions_and_dependabot_match_their_schemas():
+    for schema, paths in (("vendor.github-workflows", WORKFLOWS.values()),
+                          ("vendor.github-actions", ACTIONS),
+                          ("vendor.dependabot", [GITHUB / "dependabot.yml"])):
+        result = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", schema,
+                                 *map(str, paths)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_run_script_passes_shellcheck(tmp_path):
+    if not shutil.which("shellcheck"):
+        unavailable("shellcheck is not installed; `make provision` installs it")
+    scripts = []
+    for path, document in all_documents():
+        for job_id, step in steps_of(document):
+            if "run" in step:
+                script = tmp_path / f"{path.stem}-{job_id}-{len(scripts)}.sh"
+                # What GitHub runs for `shell: bash` (both workflows set it as the default).
+                script.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + step["run"])
+                scripts.append(script)
+    assert len(scripts) >= 15
+    result = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
