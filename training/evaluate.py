@@ -75,7 +75,8 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
                                            threshold, policy)
         verdict["champion"] = {"reference": champion_ref, "directory": str(directory),
                                "metrics": classification_metrics(y, p, threshold),
-                               "comparison": dataclasses.asdict(comparison)}
+                               "comparison": {**dataclasses.asdict(comparison),
+                                              "difference": comparison.difference}}
     rules = gate.check(policy, candidate.metrics, candidate.performance, comparison)
     verdict["passed"] = all(rule.passed for rule in rules)
     verdict["rules"] = [dataclasses.asdict(rule) for rule in rules]

@@ -168,10 +168,11 @@ def _against(what: str, value: float, limit: float, bound: str, margin: float, s
              unit: str = "") -> str:
     def show(v: float) -> str:
         return f"{v:,.0f} {unit}" if unit == "bytes" else f"{v:,.1f} {unit}" if unit else f"{v:.4f}"
+    # The limit as the policy file writes it: 0.99999 must not read as 1.0000.
+    written = f"{limit:,g} {unit}".rstrip()
     if margin >= 0:
-        return f"{what} is {show(value)}, {bound} is {show(limit)}: passed with " \
-               f"{show(margin)} to spare"
-    return f"{what} is {show(value)}, {side} {bound} {show(limit)} by {show(-margin)}: failed"
+        return f"{what} is {show(value)}, {bound} is {written}: passed with {show(margin)} to spare"
+    return f"{what} is {show(value)}, {side} {bound} {written} by {show(-margin)}: failed"
 
 
 def _numbers(table: dict, where: str, allowed: set) -> dict:
