@@ -1,0 +1,428 @@
+"""The service through Flask's test client on the session's real model: TensorFlow Serving's
+routes and shapes, every refusal, health, readiness, metrics, request ids and logs."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import create_app, state
+from service.config import Config
+from service.predictor import Predictor
+
+PREDICT = "/v1/models/model:predict"
+DATA = Path(__file__).resolve().parents[1] / "data" / "wdbc.csv"
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return Predictor(model_dir)
+
+
+@pytest.fixture(scope="module")
+def real_rows(model):
+    """Rows of the real data set, keyed by feature name (the model's own test of sense)."""
+    with open(DATA, newline="") as f:
+        rows = list(csv.DictReader(f))[:40]
+    return [{name: float(row[name]) for name in model.schema.feature_names} for row in rows]
+
+
+def post(client, body, path=PREDICT, **kwargs):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(path, data=data, **kwargs)
+
+
+def error_of(response) -> str:
+    assert response.content_type == "application/json"
+    return response.get_json()["error"]
+
+
+# --- model status and metadata ----------------------------------------------------------
+
+def test_status_is_tf_servings(client, model):
+    response = client.get("/v1/models/model")
+    assert response.status_code == 200
+    assert response.get_json() == {"model_version_status": [{
+        "version": model.version, "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""}}]}
+    assert client.get(f"/v1/models/model/versions/{model.version}").get_json() \
+        == response.get_json()
+    # TF Serving matches its paths case-insensitively
+    assert client.get("/V1/Models/model").status_code == 200
+
+
+@pytest.mark.parametrize("path, status, message", [
+    ("/v1/models/other", 404, "Could not find any versions of model other"),
+    ("/v1/models/model/versions/1", 404, "Could not find version 1 of model model"),
+    ("/v1/models/other/metadata", 404, "Could not find any versions of model other"),
+    ("/v1/models", 400, "Missing model name in request."),
+    ("/v1/models/model/versions/99999999999999999999", 400,
+     "Failed to convert version: 99999999999999999999 to numeric."),
+    ("/v1/models/model/labels/stable", 400, "Unrecognized servable version label: stable"),
+])
+def test_status_errors(client, path, status, message):
+    response = client.get(path)
+    assert response.status_code == status
+    assert error_of(response) == message
+
+
+def test_metadata_is_the_signature_from_the_schema(client, model):
+    body = client.get("/v1/models/model/metadata").get_json()
+    assert body["model_spec"] == {"name": "model", "signature_name": "",
+                                  "version": model.version}
+    signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["method_name"] == "tensorflow/serving/predict"
+    assert list(signature["inputs"]) == list(model.schema.feature_names)
+    for feature in model.schema.features:
+        tensor = signature["inputs"][feature.name]
+        assert tensor["dtype"] == ("DT_INT64" if feature.dtype == "int" else "DT_FLOAT")
+        assert tensor["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}],
+                                          "unknown_rank": False}
+    assert signature["outputs"]["probability"]["tensor_shape"]["dim"] == [
+        {"size": "-1", "name": ""}, {"size": "1", "name": ""}]
+    versioned = client.get(f"/v1/models/model/versions/{model.version}/metadata")
+    assert versioned.get_json() == body
+
+
+# --- predict ------------------------------------------------------------------------------
+
+def test_the_four_formats_give_the_same_probabilities(client, model, real_rows):
+    names = model.schema.feature_names
+    lists = [[row[name] for name in names] for row in real_rows]
+    answers = {
+        "named rows": post(client, {"instances": real_rows}),
+        "plain rows": post(client, {"instances": lists}),
+        "named columns": post(client, {"inputs": {name: [row[name] for row in real_rows]
+                                                  for name in names}}),
+        "plain columns": post(client, {"inputs": lists}),
+    }
+    for format_, response in answers.items():
+        assert response.status_code == 200, (format_, response.get_json())
+    expected = answers["named rows"].get_json()["predictions"]
+    assert len(expected) == len(real_rows)
+    assert all(len(p) == 1 and 0 <= p[0] <= 1 for p in expected)
+    assert answers["plain rows"].get_json() == {"predictions": expected}
+    assert answers["named columns"].get_json() == {"outputs": expected}
+    assert answers["plain columns"].get_json() == {"outputs": expected}
+
+
+def test_predictions_are_the_keras_models(client, model_dir, real_rows, model):
+    """The service's LiteRT answers match the Keras model that training saved."""
+    import keras
+    keras_model = keras.models.load_model(model_dir / "model.keras")
+    x = np.array([[row[name] for name in model.schema.feature_names] for row in real_rows],
+                 dtype=np.float32)
+    expected = keras_model.predict(x, verbose=0)[:, 0]
+    got = np.array(post(client, {"instances": real_rows}).get_json()["predictions"])[:, 0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # the data set has both classes, and the model tells them apart
+    assert got.min() < 0.5 < got.max()
+
+
+def test_predict_variants_tf_serving_accepts(client, model, real_rows):
+    one = {"instances": real_rows[:1]}
+    expected = post(client, one).get_json()
+    for body, path in [
+        ({**one, "signature_name": "serving_default"}, PREDICT),
+        ({**one, "signature_name": ""}, PREDICT),
+        ({**one, "ignored": "other keys are ignored"}, PREDICT),
+        (one, f"/v1/models/model/versions/{model.version}:predict"),
+        (one, "/V1/MODELS/model:PREDICT"),
+    ]:
+        response = post(client, body, path)
+        assert response.status_code == 200, (body, path, response.get_json())
+        assert response.get_json() == expected
+    # integers are numbers too, and curl's default Content-Type is never checked
+    integers = {name: round(value) for name, value in real_rows[0].items()}
+    response = post(client, {"instances": [integers]},
+                    content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+
+
+def test_one_interpreter_call_per_request(model_dir, real_rows):
+    calls = []
+
+    class Counting(Predictor):
+        def predict(self, rows):
+            calls.append(len(rows))
+            return super().predict(rows)
+
+    app = create_app(Config(model_dir=model_dir), Counting(model_dir))
+    calls.clear()  # the warm-up
+    rows = (real_rows * 26)[:1024]
+    assert post(app.test_client(), {"instances": rows}).status_code == 200
+    assert calls == [1024]
+
+
+def test_interpreters_are_per_thread(model, real_rows):
+    """Threads predicting at once with different batch sizes each get their own answers."""
+    x = np.array([[row[name] for name in model.schema.feature_names] for row in real_rows],
+                 dtype=np.float32)
+    expected = {n: model.predict(x[:n]) for n in (1, 7, 40)}
+    failures = []
+
+    def work(n):
+        for _ in range(200):
+            if not np.array_equal(model.predict(x[:n]), expected[n]):
+                failures.append(n)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (1, 7, 40, 1, 7, 40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", PREDICT), ("POST", "/v1/models/model"), ("PUT", PREDICT), ("DELETE", PREDICT),
+    ("PATCH", "/v1/models/model/metadata"), ("GET", "/v1/foo"), ("POST", "/v1/"),
+    ("GET", "/v1/models/model/versions/x"), ("GET", "/v1/models/model/"),
+    ("OPTIONS", PREDICT), ("HEAD", "/v1/models/model"),
+])
+def test_malformed_requests(client, method, path):
+    response = client.open(path, method=method)
+    assert response.status_code == 400
+    assert response.content_type == "application/json"
+    if method != "HEAD":
+        assert error_of(response) == f"Malformed request: {method} {path}"
+
+
+@pytest.mark.parametrize("verb", ["classify", "regress"])
+def test_no_classify_or_regress_signature(client, verb, real_rows):
+    response = post(client, {"examples": real_rows[:1]}, f"/v1/models/model:{verb}")
+    assert response.status_code == 400
+    assert f"tensorflow/serving/{verb}" in error_of(response)
+
+
+def test_unknown_model_and_version(client, real_rows):
+    body = {"instances": real_rows[:1]}
+    response = post(client, body, "/v1/models/other:predict")
+    assert (response.status_code, error_of(response)) == (
+        404, "Servable not found for request: Latest(other)")
+    response = post(client, body, "/v1/models/model/versions/7:predict")
+    assert (response.status_code, error_of(response)) == (
+        404, "Servable not found for request: Specific(model, 7)")
+
+
+def _row(model, **changes):
+    row = model.example()
+    row.update(changes)
+    return row
+
+
+BAD_BODIES = {
+    "empty body": (b"", "The document is empty"),
+    "not JSON": (b"{instances: 1}", "JSON Parse error"),
+    "not an object": (b"[1, 2]", "Is not object"),
+    "NaN": (b'{"instances": [[NaN]]}', "NaN is not accepted"),
+    "Infinity": (b'{"instances": [[Infinity]]}', "Infinity is not accepted"),
+    "-Infinity": (b'{"instances": [[-Infinity]]}', "-Infinity is not accepted"),
+    "overflowing number": (b'{"instances": [[1e999]]}', "infinity"),
+    "invalid UTF-8": (b'{"instances": "\xff"}', "UTF-8"),
+    "deep nesting": (b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                     "JSON Parse error"),
+    "neither key": ({"rows": []}, "Missing 'inputs' or 'instances' key"),
+    "both keys": ({"instances": [[1]], "inputs": [[1]]}, "only one of 'inputs' or 'instances'"),
+    "signature_name not a string": ({"signature_name": 1, "instances": [[1]]},
+                                    "'signature_name' key must be a string"),
+    "unknown signature": ({"signature_name": "x", "instances": [[1]]},
+                          'Serving signature name: "x" not found in signature def'),
+    "instances not a list": ({"instances": {"a": 1}}, "Expecting 'instances' to be a list"),
+    "empty instances": ({"instances": []}, "No values in 'instances' array"),
+    "scalar instance": ({"instances": [1]}, "got number at item 0"),
+    "empty inputs": ({"inputs": []}, "No values in 'inputs' array"),
+    "inputs a string": ({"inputs": "x"}, "'inputs' must be an object"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BODIES))
+def test_bad_bodies(client, name):
+    body, message = BAD_BODIES[name]
+    response = post(client, body)
+    assert response.status_code == 400
+    assert message in error_of(response)
+
+
+def test_bad_rows_name_the_feature_and_row(client, model):
+    names = model.schema.feature_names
+    first, last = names[0], names[-1]
+    row = model.example()
+    low = model.schema.features[0].minimum
+    cases = [
+        ({"instances": [row, _row(model, **{first: "1.5"})]},
+         f"feature '{first}' of item 1 of 'instances': expecting a number, got string"),
+        ({"instances": [_row(model, **{last: True})]},
+         f"feature '{last}' of item 0 of 'instances': expecting a number, got boolean"),
+        ({"instances": [_row(model, **{first: None})]}, "got null"),
+        ({"instances": [_row(model, **{first: [1.0]})]}, "got array"),
+        ({"instances": [_row(model, **{first: low - 1})]},
+         f"feature '{first}' of item 0 of 'instances' is outside the schema's range"),
+        ({"instances": [_row(model, **{first: 1e300})]}, "outside the schema's range"),
+        ({"instances": [{**row, "colour": 1}]}, "unknown feature(s): 'colour'"),
+        ({"instances": [{k: v for k, v in row.items() if k != last}]},
+         f"missing feature(s): '{last}'"),
+        ({"instances": [row, [1.0] * len(names)]}, "Expecting object but got array at item 1"),
+        ({"instances": [[1.0] * len(names), row]}, "got object at item 1 of 'instances'"),
+        ({"instances": [[1.0] * (len(names) - 1)]},
+         f"Expecting tensor size: {len(names)} but got: {len(names) - 1}"),
+        ({"inputs": {name: [row[name]] for name in names[1:]}},
+         f"Missing named input: {first} in 'inputs' object."),
+        ({"inputs": {**{name: [row[name]] for name in names}, "colour": [1]}},
+         "unknown feature(s): 'colour'"),
+        ({"inputs": {**{name: [row[name]] for name in names}, last: [1, 2]}},
+         f"Expecting tensor size: 1 but got: 2 (named input '{last}'"),
+        ({"inputs": {name: row[name] for name in names}},
+         f"named input '{first}' must be a list"),
+        ({"inputs": {name: [] for name in names}}, f"No values in named input '{first}'"),
+        ({"inputs": [[1.0] * len(names), 3]}, "item 1 is number"),
+    ]
+    for body, message in cases:
+        response = post(client, body)
+        assert response.status_code == 400, body
+        assert message in error_of(response), (message, error_of(response))
+
+
+def test_a_feature_without_bounds_still_refuses_what_float32_cannot_hold(model_dir, tmp_path):
+    """1e39 fits a JSON number and a float64, not the model's float32 input."""
+    import shutil
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["schema"]["features"][0]["maximum"] = None
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    client = create_app(Config(model_dir=copy)).test_client()
+    name = manifest["schema"]["features"][0]["name"]
+    row = {f["name"]: f["minimum"] for f in manifest["schema"]["features"]}
+    response = post(client, {"instances": [{**row, name: 1e39}]})
+    assert response.status_code == 400
+    assert f"feature '{name}' of item 0 of 'instances' is too large for float32" \
+        in error_of(response)
+
+
+def test_row_and_body_limits(model_dir, model):
+    client = create_app(Config(model_dir=model_dir, max_rows=3, max_body_bytes=4000)) \
+        .test_client()
+    row = model.example()
+    assert post(client, {"instances": [row] * 3}).status_code == 200
+    response = post(client, {"instances": [row] * 4})
+    assert response.status_code == 400
+    assert "'instances' has 4 rows, more than this service takes in one request " \
+           "(MAX_ROWS=3)" in error_of(response)
+    columns = {name: [value] * 4 for name, value in row.items()}
+    assert "MAX_ROWS=3" in error_of(post(client, {"inputs": columns}))
+    response = post(client, {"instances": [[0.0] * 30] * 3, "padding": "x" * 4000})
+    assert response.status_code == 413
+    assert error_of(response) == "Request body larger than 4000 bytes (MAX_BODY_BYTES)"
+
+
+# --- operations ------------------------------------------------------------------------------
+
+def test_health_and_readiness(client, model):
+    assert client.get("/healthz").get_json() == {"status": "alive"}
+    assert client.get("/readyz").get_json() == {"status": "ready", "model_name": "model",
+                                                "model_version": model.version}
+
+
+@pytest.fixture
+def shutdown():
+    state.begin_shutdown()
+    yield
+    state._shutting_down.clear()  # the flag is per process; this test process goes on
+
+
+def test_readiness_fails_once_shutdown_begins(client, shutdown):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unready", "reason": "shutting down"}
+    assert client.get("/healthz").status_code == 200
+
+
+def test_metrics(client, model, real_rows):
+    before = client.get("/metrics").get_data(as_text=True)
+    post(client, {"instances": real_rows[:5]})
+    post(client, {"instances": []})
+    text = client.get("/monitoring/prometheus/metrics").get_data(as_text=True)
+
+    def value(text, line_start):
+        lines = [line for line in text.splitlines() if line.startswith(line_start)]
+        return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+    ok = 'http_requests_total{method="POST",route="/v1/models/{name}:predict",status="200"}'
+    bad = 'http_requests_total{method="POST",route="/v1/models/{name}:predict",status="400"}'
+    rows = f'predict_rows_total{{model_name="model",model_version="{model.version}"}}'
+    assert value(text, ok) == value(before, ok) + 1
+    assert value(text, bad) == value(before, bad) + 1
+    assert value(text, rows) == value(before, rows) + 5
+    assert f'model_info{{model_name="model",model_version="{model.version}",' \
+           f'sha256="{model.manifest.sha256}"}} 1.0' in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",route="/v1/models/{name}:predict"}' \
+        in text
+
+
+def test_request_ids(client):
+    given = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    made = client.get("/healthz").headers["X-Request-ID"]
+    assert len(made) == 32 and made != client.get("/healthz").headers["X-Request-ID"]
+    unsafe = client.get("/healthz", headers={"X-Request-ID": "a b\x7f" + "x" * 200})
+    assert len(unsafe.headers["X-Request-ID"]) == 32
+    assert float(given.headers["Server-Timing"].split("dur=")[1]) >= 0
+
+
+@pytest.fixture
+def records():
+    """The log records of the `service` logger (it does not propagate to the root's)."""
+    captured = []
+    handler = logging.Handler()
+    handler.emit = captured.append
+    logger = logging.getLogger("service")
+    logger.addHandler(handler)
+    yield captured
+    logger.removeHandler(handler)
+
+
+def test_one_log_line_per_request_without_feature_values(client, records, real_rows):
+    post(client, {"instances": real_rows[:2]}, headers={"X-Request-ID": "trace-1"})
+    [record] = [r for r in records if r.getMessage() == "request"]
+    assert (record.method, record.path, record.status, record.rows, record.request_id) == (
+        "POST", PREDICT, 200, 2, "trace-1")
+    assert record.latency_ms >= 0 and record.route == "/v1/models/{name}:predict"
+    assert not hasattr(record, "features")
+    from service.logs import JsonFormatter
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "trace-1" and line["level"] == "info"
+
+
+def test_feature_values_are_logged_only_when_asked(model_dir, records, real_rows):
+    client = create_app(Config(model_dir=model_dir, log_features=True)).test_client()
+    post(client, {"instances": real_rows[:1]})
+    [record] = [r for r in records if r.getMessage() == "request"]
+    assert record.features == [[pytest.approx(v) for v in real_rows[0].values()]]
+
+
+def test_errors_outside_v1_are_json(client):
+    response = client.get("/nowhere")
+    assert (response.status_code, error_of(response)) == (404, "Not found: /nowhere")
+    response = client.post("/healthz")
+    assert (response.status_code, error_of(response)) == (
+        405, "Method POST not allowed on /healthz")
+
+
+def test_config_from_environment():
+    config = Config.from_env({"MODEL_DIR": "/m", "MODEL_NAME": "cancer", "MAX_ROWS": "10",
+                              "MAX_BODY_BYTES": "2048", "LOG_FEATURES": "true", "PORT": "1"})
+    assert config == Config(model_dir=Path("/m"), model_name="cancer",
+                            max_rows=10, max_body_bytes=2048, log_features=True)
+    assert Config.from_env({}) == Config()
+    for environ, message in [({"MAX_ROWS": "many"}, "MAX_ROWS must be an integer"),
+                             ({"MAX_ROWS": "0"}, "MAX_ROWS must be a positive integer"),
+                             ({"LOG_FEATURES": "maybe"}, "LOG_FEATURES must be true or false")]:
+        with pytest.raises(ValueError, match=message):
+            Config.from_env(environ)
