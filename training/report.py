@@ -62,8 +62,9 @@ def gate_summary(verdict: dict, model_dir: Path) -> str:
     lines = [f"  {'pass' if rule['passed'] else 'FAIL'}  {rule['name']}: {rule['detail']}"
              for rule in verdict["rules"]]
     failed = [rule for rule in verdict["rules"] if not rule["passed"]]
-    lines.append(f"gate {'passed' if not failed else 'FAILED'}: {len(verdict['rules'])} rules, "
-                 f"{len(failed)} failed; report: {model_dir / 'report.md'}")
+    outcome = (f"FAILED: {len(failed)} of {len(verdict['rules'])} rules failed" if failed
+               else f"passed: all {len(verdict['rules'])} rules met")
+    lines.append(f"gate {outcome}; report: {model_dir / 'report.md'}")
     return "\n".join(lines)
 
 
