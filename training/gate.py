@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import InputError
+from training.errors import InputError, in_file
 from training.metrics import HIGHER_IS_BETTER, metric
 
 DEFAULT_POLICY = Path(__file__).with_name("gate.toml")
@@ -65,10 +65,8 @@ def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
         raise InputError(f"{path}: cannot read the gate policy ({e.strerror})") from e
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML ({e})") from e
-    try:
+    with in_file(path):
         return policy_from_dict(data)
-    except InputError as e:
-        raise InputError(f"{path}: {e}") from e
 
 
 def policy_from_dict(data: dict) -> Policy:

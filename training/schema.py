@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.errors import InputError
+from training.errors import InputError, in_file
 
 DTYPES = ("float", "int")
 
@@ -61,10 +61,8 @@ class Schema:
             raise InputError(f"{path}: cannot read the schema ({e.strerror})") from e
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
-        try:
+        with in_file(path):
             return cls.from_dict(data)
-        except InputError as e:
-            raise InputError(f"{path}: {e}") from e
 
     @classmethod
     def from_dict(cls, d: dict) -> Schema:
