@@ -202,6 +202,7 @@ def test_deploys_only_from_a_gated_tag_or_by_hand(workflows):
     assert release["ci"]["uses"] == "./.github/workflows/ci.yml"
     assert needs(release["ci"]) == {"version"}
     assert needs(release["deploy"]) == {"version", "ci"}
+    assert release["deploy"]["if"] == "${{ !contains(needs.version.outputs.version, '-') }}"
     assert release["deploy"]["with"] == {"command": "deploy",
                                          "version": "${{ needs.version.outputs.version }}"}
     assert needs(release["github-release"]) == {"version", "ci"}
