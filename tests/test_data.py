@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.__main__ import main
+from training.__main__ import main, the_csv
 from training.data import MAX_REPORTED_PROBLEMS, load_dataset, parse_csv
 from training.errors import InputError
 from training.schema import Schema
@@ -217,3 +217,9 @@ def test_a_missing_data_file_exits_2(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "none.csv"),
                  "--model-dir", str(tmp_path / "m")]) == 2
     assert "cannot read the data (No such file or directory)" in capsys.readouterr().err
+
+
+def test_the_data_set_is_the_one_csv_in_its_directory(tmp_path):
+    assert the_csv(DATA.parent) == DATA
+    with pytest.raises(InputError, match="holds 0 CSV files, not one; name the data set"):
+        the_csv(tmp_path)
