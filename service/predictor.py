@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from training.schema import Schema
 
@@ -107,7 +107,11 @@ class Predictor:
         if interpreter is None:
             try:
                 # One thread: the service gets its parallelism from gunicorn's workers.
-                interpreter = Interpreter(model_content=self._content, num_threads=1)
+                # No XNNPACK delegate: for a tabular model it saves 6 us on 1024 rows, costs
+                # 0.6 ms per interpreter and prints a line that is not JSON into the logs.
+                interpreter = Interpreter(
+                    model_content=self._content, num_threads=1,
+                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
                 interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as error:
                 raise ModelError(f"{self.model_dir / MODEL_FILE} does not load in LiteRT: "
