@@ -160,6 +160,24 @@ def test_the_model_comes_out_of_an_image_without_running_it(engine, images, mode
         extract_model(f"{images['1.0.0']}-missing", tmp_path / "none", engine)
 
 
+def test_the_gate_takes_its_champion_from_an_image(engine, images, release_env, model_dir,
+                                                   tmp_path):
+    candidate = shutil.copytree(model_dir, tmp_path / "candidate")
+    before = {c.id for c in engine.containers.list(all=True)}
+    output = ok(make("evaluate", release_env, MODEL_DIR=str(candidate),
+                     CHAMPION=images["1.0.0"]))
+    assert f"against {images['1.0.0']}" in output
+    champion = json.loads((candidate / "evaluation.json").read_text())["champion"]
+    assert champion["reference"] == images["1.0.0"]
+    # The image holds the very same model: the two score alike on every test row.
+    assert champion["comparison"]["difference"] == 0
+    assert {c.id for c in engine.containers.list(all=True)} == before
+    missing = make("evaluate", release_env, MODEL_DIR=str(candidate),
+                   CHAMPION=f"{images['1.0.0']}-missing")
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "neither local nor pullable" in missing.stderr
+
+
 def test_smoke_passes_on_a_good_image(images, release_env):
     output = ok(make("smoke", release_env, VERSION="1.0.0"))
     assert "smoke test of" in output and "passed" in output

@@ -1,20 +1,45 @@
 """Find the champion: the model the candidate must not fall behind (the one in production).
 
-`resolve` turns the reference given as CHAMPION / --champion into a directory that holds the
-champion's model.tflite (and, when it has one, its manifest.json).
+The reference given as CHAMPION / --champion is either a directory that holds the champion's
+model.tflite (and, when it has one, its manifest.json), or an image reference such as
+`127.0.0.1:5000/model-service:1.2.0`: the model is then copied out of that image (pulled
+when absent, never run) into a temporary directory that lives as long as the `with` block.
 """
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from training.errors import InputError
 
 
-def resolve(reference: str) -> Path:
+@contextlib.contextmanager
+def resolve(reference: str) -> Iterator[Path]:
     directory = Path(reference)
     if directory.is_dir():
         if not (directory / "model.tflite").is_file():
             raise InputError(f"champion {reference}: the directory holds no model.tflite")
-        return directory
-    raise InputError(f"champion {reference!r}: no such directory; give the directory of a "
-                     "trained model (one that holds model.tflite)")
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+        yield _from_image(reference, Path(tmp))
+
+
+def _from_image(reference: str, destination: Path) -> Path:
+    try:
+        # The deploy extra (Docker SDK): only needed when the champion is an image.
+        from deploy.image import ImageError, extract_model
+    except ImportError as error:
+        raise InputError(f"champion {reference!r}: no such directory, and reading it as an "
+                         f"image needs the deploy extra ({error})") from error
+    import docker.errors
+    try:
+        directory = extract_model(reference, destination)
+    except (ImageError, docker.errors.DockerException) as error:
+        raise InputError(f"champion {reference!r}: no such directory, and as an image: "
+                         f"{error}") from error
+    if not (directory / "model.tflite").is_file():
+        raise InputError(f"champion image {reference}: it holds no model.tflite")
+    return directory

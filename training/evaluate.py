@@ -68,12 +68,11 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
                "champion": None}
     comparison = None
     if champion_ref:
-        directory = champion.resolve(champion_ref)
-        rival = _champion_model(directory, schema)
-        p = rival.predict(x)
+        with champion.resolve(champion_ref) as directory:
+            p = _champion_model(directory, schema).predict(x)
         comparison = gate.paired_bootstrap(y, candidate.probabilities, p, policy.primary_metric,
                                            threshold, policy)
-        verdict["champion"] = {"reference": champion_ref, "directory": str(directory),
+        verdict["champion"] = {"reference": champion_ref,
                                "metrics": classification_metrics(y, p, threshold),
                                "comparison": {**dataclasses.asdict(comparison),
                                               "difference": comparison.difference}}
