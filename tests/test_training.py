@@ -1,6 +1,7 @@
 """Split, metrics, models, export and the artifacts of a training run (the shared contract)."""
 from __future__ import annotations
 
+import csv
 import datetime
 import hashlib
 import json
@@ -164,7 +165,7 @@ def test_keras_and_litert_agree_on_every_row_of_the_data(model_dir):
 def test_the_manifest_follows_the_contract(model_dir):
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert set(manifest) == {"version", "created", "git_commit", "files", "data", "schema",
-                             "model", "libraries"}
+                             "model", "example", "libraries"}
     created = datetime.datetime.fromisoformat(manifest["created"])
     assert created.tzinfo is not None
     assert manifest["version"] == str(int(created.timestamp()))
@@ -182,6 +183,12 @@ def test_the_manifest_follows_the_contract(model_dir):
     assert set(manifest["libraries"]) == {"tensorflow", "keras", "ai-edge-litert", "numpy",
                                           "python"}
     assert len(manifest["git_commit"]) == 40 or manifest["git_commit"] == "unknown"
+    # The example is a real row of the CSV, written as the CSV writes it.
+    names = [f["name"] for f in manifest["schema"]["features"]]
+    assert list(manifest["example"]) == names
+    with DATA.open(newline="") as f:
+        rows = [[float(row[name]) for name in names] for row in csv.DictReader(f)]
+    assert list(manifest["example"].values()) in rows
 
 
 def test_metrics_json_has_both_models_and_the_candidate_is_the_better_on_validation(model_dir):

@@ -59,7 +59,7 @@ def library_versions() -> dict:
             "numpy": np.__version__, "python": platform.python_version()}
 
 
-def manifest(model_dir: Path, data: dict, schema: dict, model: dict,
+def manifest(model_dir: Path, data: dict, schema: dict, model: dict, example: dict,
              trained_at: datetime.datetime) -> dict:
     return {
         # TF Serving's model version: an integer that grows with each training.
@@ -71,5 +71,7 @@ def manifest(model_dir: Path, data: dict, schema: dict, model: dict,
         "data": data,
         "schema": schema,
         "model": model,
+        # A real row: the service warms up with it and its try-it page shows it.
+        "example": example,
         "libraries": library_versions(),
     }

@@ -95,6 +95,13 @@ def choose(trained: list[Trained], primary_metric: str) -> Trained:
     return best
 
 
+def example_row(row: np.ndarray, schema: Schema) -> dict:
+    """The row keyed by feature name, each value as the CSV wrote it (shortest float32 text)."""
+    return {feature.name: int(value) if feature.dtype == "int"
+            else float(np.format_float_positional(value, unique=True))
+            for feature, value in zip(schema.features, row)}
+
+
 def run(data_path: Path, schema_path: Path, model_dir: Path, config: TrainConfig,
         policy: Policy, out: Printer = print) -> dict:
     """The whole training stage; returns metrics.json's content."""
@@ -146,6 +153,7 @@ def run(data_path: Path, schema_path: Path, model_dir: Path, config: TrainConfig
         model={"architecture": best.architecture, "threshold": THRESHOLD,
                "primary_metric": policy.primary_metric,
                "primary_metric_value": evaluation.metrics[policy.primary_metric]},
+        example=example_row(test_x[0], schema),
         trained_at=trained_at)
     write_json(model_dir / "manifest.json", manifest)
     plots.training_curves(results["history"], model_dir / plots.FILES["training_curves"])
