@@ -69,6 +69,15 @@ evaluate: install ## metrics, plots, report and the gate (against CHAMPION when 
 	$(call say,evaluate: gate the model in $(MODEL_DIR)$(if $(CHAMPION), against $(CHAMPION)))
 	$(PY) -m training evaluate --model-dir '$(MODEL_DIR)' $(if $(CHAMPION),--champion '$(CHAMPION)')
 
+serve: install ## serve the model in MODEL_DIR with gunicorn on PORT, as the image does
+	$(call say,serve: $(MODEL_DIR)/ as $(MODEL_NAME) on http://127.0.0.1:$(PORT)/)
+	$(VENV)/bin/gunicorn -c service/gunicorn_conf.py 'service:create_app()'
+
+bench: install ## wrk against the service, a tutorial baseline and a ceiling; writes bench/RESULTS.md
+	$(call say,bench: the model in $(MODEL_DIR)/ (train it first when absent))
+	@test -f '$(MODEL_DIR)/model.tflite' || $(MAKE) train
+	$(PY) -m bench.run --model-dir '$(MODEL_DIR)' $(BENCH_ARGS)
+
 build: install ## build the image IMAGE:VERSION (and IMAGE:sha-<commit>) with the model in MODEL_DIR
 	$(call say,build: $(IMAGE):$(VERSION) on $(BASE_IMAGE) with the model in $(MODEL_DIR)/)
 	$(PY) -m deploy build
