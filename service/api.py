@@ -12,6 +12,7 @@ import re
 import orjson
 
 from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.validation import (DEFAULT_SIGNATURE, InvalidRequest, parse_json,
                                 signature_name)
@@ -96,7 +97,7 @@ def _resolve(name: str, version: str | None, label: str | None, predict: bool):
 
 def _predict(name: str, version: str | None, label: str | None) -> Response:
     # TF Serving's order: the body, its signature_name, the model, the signature, the tensors.
-    document = parse_json(request.get_data(cache=False))
+    document = parse_json(_body())
     signature = signature_name(document)
     predictor = _resolve(name, version, label, predict=True)
     if signature != DEFAULT_SIGNATURE:
@@ -109,6 +110,18 @@ def _predict(name: str, version: str | None, label: str | None) -> Response:
     probabilities = predictor.predict(batch.rows)
     return json_response({"outputs" if batch.columnar else "predictions":
                           probabilities.reshape(-1, 1)})
+
+
+def _body() -> bytes:
+    """The request body, refused (413) over MAX_BODY_BYTES before a byte of it is read. With a
+    Content-Length, one read from the server's stream: werkzeug's 64 KiB steps cost 0.5 ms more
+    on a 1024-row body (bench/RESULTS.md). A chunked body goes through werkzeug."""
+    length = request.content_length
+    if length is None:
+        return request.get_data(cache=False)
+    if length > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise RequestEntityTooLarge()
+    return request.environ["wsgi.input"].read(length)
 
 
 def status_body(version: str) -> dict:

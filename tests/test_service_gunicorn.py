@@ -132,13 +132,21 @@ def test_production_server(start, example, model_dir):
                     f"Content-Length: {4 * 1024 * 1024 + 1}\r\n\r\n".encode())
         answer = raw.makefile("rb").read()
     assert answer.startswith(b"HTTP/1.1 413") and b"MAX_BODY_BYTES" in answer
+    # a chunked body (no Content-Length) is read too
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    rows = json.dumps({"instances": [example] * 3}).encode()
+    connection.request("POST", PREDICT, body=iter([rows[:100], rows[100:]]),
+                       encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 200 and len(json.loads(response.read())["predictions"]) == 3
+    connection.close()
     assert server.stop() == 0
 
     lines = [json.loads(line) for line in server.log().splitlines()]  # every line is JSON
     requests = [line for line in lines if line["message"] == "request"]
-    assert [(r["method"], r["path"], r["status"]) for r in requests][-4:] == [
+    assert [(r["method"], r["path"], r["status"]) for r in requests][-5:] == [
         ("POST", PREDICT, 200), ("GET", "/v1/models/model/metadata", 200),
-        ("PUT", PREDICT, 400), ("POST", PREDICT, 413)]
+        ("PUT", PREDICT, 400), ("POST", PREDICT, 413), ("POST", PREDICT, 200)]
     first = next(r for r in requests if r["request_id"] == "it-works")
     assert first["rows"] == 1 and first["latency_ms"] > 0 and "features" not in first
     assert any(line["message"] == "model loaded" and line["model_version"]
