@@ -6,8 +6,9 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 # Settings for this machine (the docker client, a stand-in base image), written by
-# `make provision`; absent on a machine that needs none.
--include local.mk
+# `make provision` to local.env; absent on a machine that needs none. Read when a recipe
+# runs, not when make starts, so `make provision test` uses what provision has just written.
+machine = $(shell sed -n 's/^$(1)=//p' local.env 2>/dev/null)
 
 # The contract variables (DESIGN.md); an environment variable of the same name wins.
 MODEL_DIR     ?= artifacts
@@ -19,8 +20,8 @@ VERSION       ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/
 REGISTRY      ?= 127.0.0.1:5000
 DEPLOY_TARGET ?= docker
 CHAMPION      ?=
-DOCKER        ?= docker
-BASE_IMAGE    ?= python:3.11-slim
+DOCKER        ?= $(or $(call machine,DOCKER),docker)
+BASE_IMAGE    ?= $(or $(call machine,BASE_IMAGE),python:3.11-slim)
 export MODEL_DIR PORT MODEL_NAME IMAGE VERSION REGISTRY DEPLOY_TARGET CHAMPION DOCKER BASE_IMAGE
 
 VENV := .venv
