@@ -39,10 +39,21 @@ RUN_OPTIONS = {
     "cap_drop": ["ALL"],
     "security_opt": ["no-new-privileges"],
 }
-# Run in the new container with its own python: the probe must not depend on the image's code.
-PROBE = """import sys, urllib.request
+# Run in the new container with its own python: the probe must not depend on the image's code,
+# only on /readyz, whose 503 body says "failed" when the service will never be ready.
+PROBE_FAILED = 3
+PROBE = """import json, sys, urllib.error, urllib.request
 try:
-    urllib.request.urlopen("http://127.0.0.1:%d/readyz", timeout=2)
+    urllib.request.urlopen("http://127.0.0.1:%(port)d/readyz", timeout=2)
+except urllib.error.HTTPError as error:
+    try:
+        body = json.loads(error.read())
+    except ValueError:
+        body = {}
+    if isinstance(body, dict) and body.get("status") == "failed":
+        print(body.get("reason"))
+        sys.exit(%(failed)d)
+    sys.exit(f"/readyz: {error}")
 except Exception as error:
     sys.exit(f"/readyz: {error}")"""
 # Asks the engine's host (through the host network) for a free port and whether closing
@@ -201,10 +212,13 @@ class DockerDriver:
                 raise NotReady(f"its container exited with code {state['ExitCode']}; "
                                f"last log lines:\n{logs}")
             try:
-                result = container.exec_run(["python3", "-c", PROBE % private_port])
+                result = container.exec_run(
+                    ["python3", "-c", PROBE % {"port": private_port, "failed": PROBE_FAILED}])
                 if result.exit_code == 0:
                     return
                 seen = result.output.decode(errors="replace").strip()
+                if result.exit_code == PROBE_FAILED:
+                    raise NotReady(f"it says it cannot become ready: {seen}")
             except docker.errors.APIError as error:
                 seen = str(error.explanation or error)
             time.sleep(0.25)

@@ -18,10 +18,11 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready: the model loaded and answered a warm-up prediction, and no shutdown has begun."""
+    """Ready: the model loaded and answered a warm-up prediction, and no shutdown has begun.
+    "failed" says it never will (the model is loaded once, at start): a deploy stops waiting."""
     state = current_app.extensions["service"]
     if state.predictor is None:
-        return json_response({"status": "unready", "reason": state.error}, 503)
+        return json_response({"status": "failed", "reason": state.error}, 503)
     if shutting_down():
         return json_response({"status": "unready", "reason": "shutting down"}, 503)
     return json_response({"status": "ready", "model_name": state.config.model_name,

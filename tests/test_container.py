@@ -284,6 +284,8 @@ def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env,
     broken = switch("deploy", VERSION="2.1.0")
     assert broken.returncode != 0
     assert "2.1.0 never became ready" in broken.stderr
+    # refused on the service's own word, not after DEPLOY_READY_TIMEOUT
+    assert "it says it cannot become ready" in broken.stderr and "model.tflite" in broken.stderr
     assert "still serving" in broken.stderr and "2.0.0" in broken.stderr
     serving("2.0.0")
 

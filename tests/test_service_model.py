@@ -66,6 +66,7 @@ def test_a_broken_model_keeps_the_service_unready(copy, name, caplog):
     client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503
+    assert ready.get_json()["status"] == "failed"  # for good: a deploy stops waiting
     assert reason in ready.get_json()["reason"]
     assert client.get("/healthz").status_code == 200
     response = client.post("/v1/models/model:predict", data='{"instances": [[1]]}')
