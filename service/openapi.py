@@ -96,6 +96,8 @@ def document(state) -> dict:
             "/v1/models/{name}/versions/{version}": {
                 "get": {**status, "parameters": [model_path, version_path]}},
             "/v1/models/{name}/metadata": {"get": {**metadata, "parameters": [model_path]}},
+            "/v1/models/{name}/versions/{version}/metadata": {
+                "get": {**metadata, "parameters": [model_path, version_path]}},
             "/healthz": {"get": {"summary": "Alive", "responses": {"200": probe}}},
             "/readyz": {"get": {"summary": "Ready for traffic",
                                 "responses": {"200": probe, "503": probe}}},

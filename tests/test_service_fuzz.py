@@ -3,7 +3,8 @@ way the API can see (shapes, types, names, lengths, ranges, NaN and Infinity, br
 too many rows, too large), on the plain and the versioned route, for the loaded model and
 others. Whatever comes in, the answer is never a 5xx, its status is one the service's own
 /openapi.json lists for that route, its body is valid against the schema listed there, and a
-200 answers only a request that the document's request schema allows."""
+200 answers only a request that the document's request schema allows. The document's GET
+routes are held to the same, for the loaded version and another."""
 from __future__ import annotations
 
 import json
@@ -27,25 +28,53 @@ PLAIN, VERSIONED = "/v1/models/{name}:predict", "/v1/models/{name}/versions/{ver
 @pytest.fixture(scope="module")
 def fuzzed(model_dir):
     """The app with small limits (so "too many rows" and "too large" are reachable), its
-    client, its schema and a validator for each (route, status) its OpenAPI document lists."""
+    client, its schema, its version, and for each (route, method, status) that its OpenAPI
+    document lists a validator of the JSON body (None for another content type)."""
     app = create_app(Config(model_dir=model_dir, max_rows=MAX_ROWS,
                             max_body_bytes=MAX_BODY_BYTES))
     client = app.test_client()
     document = client.get("/openapi.json").get_json()
     registry = Registry().with_resource(
         "urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012))
+
+    def validator(*pointer: str) -> Draft202012Validator:
+        escaped = "/".join(part.replace("~", "~0").replace("/", "~1") for part in pointer)
+        return Draft202012Validator({"$ref": "urn:openapi#/" + quote(escaped)},
+                                    registry=registry)
+
     validators = {}
-    for route in (PLAIN, VERSIONED):
-        for status, response in document["paths"][route]["post"]["responses"].items():
-            pointer = "/".join(["", "paths", route.replace("~", "~0").replace("/", "~1"),
-                                "post", "responses", status, "content", "application~1json",
-                                "schema"])
-            validators[route, int(status)] = Draft202012Validator(
-                {"$ref": "urn:openapi#" + quote(pointer)}, registry=registry)
-    validators["request"] = Draft202012Validator(
-        {"$ref": "urn:openapi#/components/schemas/PredictRequest"}, registry=registry)
+    for route, methods in document["paths"].items():
+        for method, operation in methods.items():
+            for status, response in operation["responses"].items():
+                json_body = "application/json" in response.get("content", {})
+                validators[route, method, int(status)] = validator(
+                    "paths", route, method, "responses", status, "content", "application/json",
+                    "schema") if json_body else None
+    accepted = validator("components", "schemas", "PredictRequest")
     service = app.extensions["service"]
-    return client, service.predictor.schema, service.predictor.version, validators
+    return client, service.predictor.schema, service.predictor.version, validators, accepted
+
+
+def answers_as_documented(response, route: str, method: str, validators) -> None:
+    status = response.status_code
+    assert status < 500, response.get_data(as_text=True)
+    assert (route, method, status) in validators, f"{status} is not documented for {route}"
+    schema = validators[route, method, status]
+    if schema is not None:
+        assert response.mimetype == "application/json"
+        answer = json.loads(response.get_data())
+        errors = [error.message for error in schema.iter_errors(answer)]
+        assert not errors, f"{status} {answer} does not match /openapi.json: {errors}"
+
+
+def test_every_documented_get_route_answers_as_documented(fuzzed):
+    client, _, version, validators, _ = fuzzed
+    routes = sorted({route for route, method, _ in validators if method == "get"})
+    assert "/v1/models/{name}/versions/{version}/metadata" in routes
+    for route in routes:
+        for served in {version, str(int(version) + 1)}:  # the loaded one, and one that is not
+            path = route.replace("{name}", "model").replace("{version}", served)
+            answers_as_documented(client.get(path), route, "get", validators)
 
 
 json_scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70)
@@ -142,8 +171,7 @@ def target(draw, version: str) -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_predict_never_fails_and_always_answers_as_documented(fuzzed):
-    client, schema, version, validators = fuzzed
-    accepted = validators.pop("request")
+    client, schema, version, validators, accepted = fuzzed
 
     @settings(max_examples=400, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -151,13 +179,8 @@ def test_predict_never_fails_and_always_answers_as_documented(fuzzed):
     def check(body, where):
         (payload, rows), (path, route) = body, where
         response = client.post(path, data=payload, content_type="application/json")
-        status = response.status_code
-        assert status < 500, response.get_data(as_text=True)
-        assert (route, status) in validators, f"{status} is not documented for {route}"
-        assert response.mimetype == "application/json"
-        answer = json.loads(response.get_data())
-        errors = [error.message for error in validators[route, status].iter_errors(answer)]
-        assert not errors, f"{status} {answer} does not match /openapi.json: {errors}"
+        answers_as_documented(response, route, "post", validators)
+        status, answer = response.status_code, json.loads(response.get_data())
         if status == 200:
             # and it answers only what the document says it takes
             assert not list(accepted.iter_errors(json.loads(payload))), payload
