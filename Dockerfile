@@ -2,7 +2,11 @@
 # without TensorFlow. `make build` builds it with BuildKit and fills in the labels; by hand:
 #   DOCKER_BUILDKIT=1 docker build --build-arg MODEL_DIR=artifacts -t model-service .
 # Behind a TLS-intercepting proxy add --secret id=pip_cert,src=/path/to/ca-bundle.crt.
-ARG BASE_IMAGE=python:3.11-slim
+# The default base is named in a FROM line, where dependabot finds and updates it (it does not
+# follow an ARG's default); `--build-arg BASE_IMAGE=<image>` replaces it, and BuildKit then
+# skips the unused stage without pulling it. The Makefile reads its default from here.
+ARG BASE_IMAGE=python-base
+FROM python:3.11-slim AS python-base
 
 FROM ${BASE_IMAGE} AS build
 # `python3 -m venv` works on python:3.11-slim and on a plain Debian base alike.

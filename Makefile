@@ -21,14 +21,16 @@ REGISTRY      ?= 127.0.0.1:5000
 DEPLOY_TARGET ?= docker
 CHAMPION      ?=
 DOCKER        ?= $(or $(call machine,DOCKER),docker)
-BASE_IMAGE    ?= $(or $(call machine,BASE_IMAGE),python:3.11-slim)
+# The Dockerfile's default base (python:3.11-slim), from its `FROM ... AS python-base` line, which
+# dependabot updates.
+BASE_IMAGE    ?= $(or $(call machine,BASE_IMAGE),$(shell sed -n 's/^FROM \([^ ]*\) AS python-base$$/\1/p' Dockerfile))
 export MODEL_DIR PORT MODEL_NAME IMAGE VERSION REGISTRY DEPLOY_TARGET CHAMPION DOCKER BASE_IMAGE
 
 VENV := .venv
 PY   := $(VENV)/bin/python
 say   = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help provision install lint test train evaluate serve build smoke push deploy rollback pipeline bench act
+.PHONY: help provision install lint test train evaluate serve build smoke push deploy rollback status pipeline bench act
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +47,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the project with its dev extras
+
+# One extra alone, for what needs no TensorFlow: deploy and rollback are the emergency path, and a
+# fresh runner installs the Docker SDK in seconds. Nothing to do where .[dev] (all extras) is in.
+# The message goes to stderr, so `$$(make -s status)` holds the status alone.
+$(VENV)/.extra-%: pyproject.toml
+	@printf '\n==> %s\n' "install: $(VENV) with .[$*]" >&2
+	test -x $(PY) || python3 -m venv $(VENV)
+	[ -f $(VENV)/.installed ] || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[$*]' >&2
+	touch $@
 
 lint: install ## flake8, hadolint, shellcheck, and zizmor and the schemas over .github
 	$(call say,lint: flake8 then hadolint then shellcheck then zizmor and check-jsonschema over .github)
@@ -83,21 +94,24 @@ build: install ## build the image IMAGE:VERSION (and IMAGE:sha-<commit>) with th
 	$(call say,build: $(IMAGE):$(VERSION) on $(BASE_IMAGE) with the model in $(MODEL_DIR)/)
 	$(PY) -m deploy build
 
-smoke: install ## run the image read-only on a free port, check a real prediction, stop it
-	$(call say,smoke: run $(IMAGE):$(VERSION) and compare its answer with the model's)
-	$(PY) -m deploy smoke
+smoke: $(VENV)/.extra-serve $(VENV)/.extra-deploy ## run the image (SMOKE_IMAGE, default IMAGE:VERSION) read-only on a free port, check a real prediction, stop it
+	$(call say,smoke: run $(or $(SMOKE_IMAGE),$(IMAGE):$(VERSION)) and compare its answer with the model's)
+	$(PY) -m deploy smoke $(SMOKE_IMAGE)
 
 push: install ## push IMAGE:VERSION and its sha- tag to REGISTRY (a release tag never changes)
 	$(call say,push: $(IMAGE):$(VERSION) -> $(REGISTRY))
 	$(PY) -m deploy push
 
-deploy: install ## deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET; the old one serves until it is ready
+deploy: $(VENV)/.extra-deploy ## deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET; the old one serves until it is ready
 	$(call say,deploy: $(REGISTRY)/$(IMAGE):$(VERSION) -> $(DEPLOY_TARGET) on port $(PORT))
 	$(PY) -m deploy deploy
 
-rollback: install ## redeploy a release: VERSION=x.y.z, or by default the one before the deployed one
+rollback: $(VENV)/.extra-deploy ## redeploy a release: VERSION=x.y.z, or by default the one before the deployed one
 	$(call say,rollback: $(DEPLOY_TARGET) back to $(if $(filter command line environment,$(origin VERSION)),$(VERSION),the release before the deployed one))
 	$(PY) -m deploy rollback $(if $(filter command line environment,$(origin VERSION)),--version '$(VERSION)')
+
+status: $(VENV)/.extra-deploy ## what runs on DEPLOY_TARGET, from which image digest, at which URL
+	@$(PY) -m deploy status
 
 pipeline: ## lint, test, train, evaluate (against the deployed model), build, smoke, push and deploy locally
 	$(call say,pipeline: lint test train evaluate build smoke push deploy)

@@ -101,8 +101,10 @@ def test_release_refuses_a_tag_that_is_not_semantic_versioning(act, tag):
     assert outputs(lines) == {}
 
 
-def dispatch(act, version: str, *args: str):
-    return act("workflow_dispatch", "rollback.yml", {"inputs": {"version": version}}, *args)
+def dispatch(act, version: str, *args: str, ref: str = "refs/tags/v1.3.0"):
+    """Run workflow, from a release tag unless `ref` says otherwise (README step 6)."""
+    return act("workflow_dispatch", "rollback.yml", {"ref": ref, "inputs": {"version": version}},
+               *args)
 
 
 TARGET_STEP = ("target", "is a deploy target configured?")
@@ -126,6 +128,19 @@ def test_rollback_refuses_a_version_that_is_no_version(act):
     assert summary(lines) == "rollback refused: '1.0.0'; touch pwned; '' is not a version (x.y.z)\n"
     assert jobs(lines) == {"target": "failure"}
     assert not (REPO / "pwned").exists()
+
+
+def test_a_rollback_from_a_branch_is_refused_with_the_way_to_run_it(act):
+    """README step 5 limits the production environment to tags v*.*.*: GitHub would refuse the
+    deploy job of a run dispatched from the default branch. The gate says what to do instead."""
+    status, lines = dispatch(act, "1.2.0", "--var", "DEPLOY_TARGET=docker", ref="refs/heads/main")
+    assert status != 0
+    assert results(lines)[TARGET_STEP] == "failure"
+    assert summary(lines) == (
+        "rollback refused: production deploys from release tags only, and this run is on "
+        "refs/heads/main: run the workflow from a tag (Run workflow > Use workflow from > Tags > "
+        "the latest vX.Y.Z, or gh workflow run rollback.yml --ref vX.Y.Z)\n")
+    assert jobs(lines) == {"target": "failure"}
 
 
 def test_with_a_deploy_target_the_rollback_job_starts_after_the_gate(act):

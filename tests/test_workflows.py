@@ -165,7 +165,7 @@ def test_every_make_target_a_workflow_calls_exists(workflows):
     assert commands == {"deploy", "rollback"}
     called |= commands
     assert called == {"lint", "test", "provision", "train", "evaluate", "build", "smoke", "push",
-                      "install", "deploy", "rollback"}
+                      "deploy", "rollback", "status"}
     assert called <= targets, f"not in the Makefile: {called - targets}"
     assert "act" in targets
 
@@ -217,9 +217,33 @@ def test_release_and_rollback_share_one_concurrency_group_per_environment(workfl
     job = workflows["deploy"]["jobs"]["deploy"]
     assert job["concurrency"] == {"group": f"deploy-{job['environment']}",
                                   "cancel-in-progress": False}
-    ci = workflows["ci"]["concurrency"]
-    assert ci["group"] == "${{ github.workflow }}-${{ github.ref }}"
-    assert ci["cancel-in-progress"] == "${{ !startsWith(github.ref, 'refs/tags/') }}"
+
+
+def test_a_publishing_run_is_never_cancelled(workflows):
+    ci = workflows["ci"]
+    publishing = ci["env"]["PUBLISH"].removeprefix("${{ ").removesuffix(" }}")
+    # The concurrency key cannot read env: the same condition, written out.
+    assert ci["concurrency"] == {
+        "group": "${{ github.workflow }}-${{ github.ref }}${{ " + publishing
+                 + " && format('-{0}', github.sha) || '' }}",
+        "cancel-in-progress": "${{ !(" + publishing + ") }}"}
+    # No job of the publishing path sets a concurrency that could cancel it either.
+    assert all("concurrency" not in job for job in ci["jobs"].values())
+
+
+def test_the_attestation_runs_where_it_works_and_never_fails_the_publish(workflows):
+    steps = workflows["ci"]["jobs"]["publish"]["steps"]
+    names = [step.get("uses", step.get("name", "")).split("@")[0] for step in steps]
+    attest = steps[names.index("actions/attest-build-provenance")]
+    assert names.index("make push") < names.index("actions/attest-build-provenance")
+    assert attest["continue-on-error"] is True
+    # On by default where GitHub offers it (public repositories); a repository variable
+    # turns it on (private, Enterprise Cloud) or off.
+    assert attest["if"] == ("vars.ATTEST_PROVENANCE == 'true' || (vars.ATTEST_PROVENANCE != "
+                            "'false' && !github.event.repository.private)")
+    summary = steps[names.index("actions/attest-build-provenance") + 1]
+    assert summary["env"]["OUTCOME"] == "${{ steps.attest.outcome }}"
+    assert "::warning" in summary["run"] and "if" not in summary
 
 
 def test_the_rollback_input_reaches_make_rollback_through_the_environment(workflows):
@@ -284,3 +308,30 @@ def test_every_run_script_passes_shellcheck(tmp_path):
     result = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_dependabot_sees_the_default_base_image_and_make_passes_it():
+    """Dependabot's docker updater reads `FROM <image>:<tag>` lines and skips a FROM of an
+    ${ARG} (dependabot-core#2057): the default base must be named in a FROM line, and the
+    Makefile's BASE_IMAGE default must follow it, or its updates never reach a build."""
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    stages = {match.group(2): match.group(1) for line in lines
+              if (match := re.match(r"FROM\s+(\S+)\s+AS\s+(\S+)$", line, re.IGNORECASE))}
+    images = [line.split()[1] for line in lines if line.startswith("FROM ")
+              and "$" not in line.split()[1] and line.split()[1] not in stages]
+    assert images == ["python:3.11-slim"]
+    # BASE_IMAGE's default names that stage, so a plain `docker build .` uses it ...
+    assert "ARG BASE_IMAGE=python-base" in lines and stages["python-base"] == images[0]
+    assert [line for line in lines if line.startswith("FROM ") and "BASE_IMAGE" in line] == [
+        "FROM ${BASE_IMAGE} AS build", "FROM ${BASE_IMAGE}"]
+    # ... and make's default is read from that line (local.env, written by provision, and the
+    # environment still win: the BASE_IMAGE contract).
+    env = {key: value for key, value in os.environ.items() if key != "BASE_IMAGE"}
+    default = subprocess.run(["make", "-s", "--eval", "print-base: ; @echo $(BASE_IMAGE)",
+                              "print-base", "-f", "Makefile", "machine="],
+                             cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert default.stdout.strip() == "python:3.11-slim"
+    chosen = subprocess.run(["make", "-s", "--eval", "print-base: ; @echo $(BASE_IMAGE)",
+                             "print-base"], cwd=REPO, capture_output=True, text=True, check=True,
+                            env={**env, "BASE_IMAGE": "example/base:1"})
+    assert chosen.stdout.strip() == "example/base:1"
