@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
             done = releases.rollback(settings, driver, registry, args.version)
         print(f"{args.command}: {done.service} {done.version} ({done.image}) serves at "
               f"{done.url} ({time.monotonic() - started:.1f} s); registry tag "
-              f"{settings.remote}:{PRODUCTION_TAG} points to it")
+              f"{settings.remote}:{driver.environment} points to it")
 
 
 def main(argv=None) -> int:

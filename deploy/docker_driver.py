@@ -21,6 +21,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from deploy.image import docker_client
+from deploy.registry import PRODUCTION_TAG
 from deploy.settings import Settings
 
 LABEL = "ml.deploy"
@@ -95,6 +96,7 @@ def host_of(docker_host: str | None) -> str:
 
 class DockerDriver:
     name = "docker"
+    environment = PRODUCTION_TAG  # the registry tag a successful deploy moves
 
     def __init__(self, settings: Settings, client=None, log=print):
         self.settings = settings

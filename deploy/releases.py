@@ -7,10 +7,11 @@ from __future__ import annotations
 import semver
 
 from deploy.docker_driver import DeployError, Deployment, DockerDriver, Release
-from deploy.registry import PRODUCTION_TAG, Registry, RegistryError, release_versions
+from deploy.kubernetes_driver import KubernetesDriver
+from deploy.registry import Registry, RegistryError, release_versions
 from deploy.settings import Settings
 
-DRIVERS = {DockerDriver.name: DockerDriver}
+DRIVERS = {DockerDriver.name: DockerDriver, KubernetesDriver.name: KubernetesDriver}
 
 
 def driver_for(target: str, settings: Settings):
@@ -36,11 +37,11 @@ def release(settings: Settings, registry: Registry, version: str) -> Release:
 def deploy(settings: Settings, driver, registry: Registry, version: str) -> Deployment:
     deployment = driver.deploy(release(settings, registry, version))
     digest = deployment.image.rpartition("@")[2]
-    try:
-        registry.tag(settings.repository, digest, PRODUCTION_TAG)
+    try:  # the environment's tag: `production`, or e.g. `staging` for a Kubernetes overlay
+        registry.tag(settings.repository, digest, driver.environment)
     except RegistryError as error:
         raise DeployError(f"{version} is deployed and serves at {deployment.url}, but the "
-                          f"registry's {PRODUCTION_TAG} tag still points elsewhere: {error}")
+                          f"registry's {driver.environment} tag still points elsewhere: {error}")
     return deployment
 
 

@@ -19,6 +19,11 @@ class Settings:
     # Seconds a new container gets to become ready, and an old one to finish its requests.
     ready_timeout: float = 60.0
     stop_timeout: int = 30
+    # DEPLOY_TARGET=kubernetes: the overlay deploy/k8s/overlays/<environment> (also the registry
+    # tag a successful deploy moves), a namespace instead of the overlay's, the kubectl to call.
+    environment: str = "production"
+    namespace: str = ""
+    kubectl: str = "kubectl"
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:
@@ -35,6 +40,9 @@ class Settings:
             docker_cli=get("DOCKER", cls.docker_cli),
             ready_timeout=float(get("DEPLOY_READY_TIMEOUT", cls.ready_timeout)),
             stop_timeout=int(get("DEPLOY_STOP_TIMEOUT", cls.stop_timeout)),
+            environment=get("DEPLOY_ENVIRONMENT", cls.environment),
+            namespace=get("KUBE_NAMESPACE", cls.namespace),
+            kubectl=get("KUBECTL", cls.kubectl),
         )
 
     @property
