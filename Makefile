@@ -30,7 +30,7 @@ VENV := .venv
 PY   := $(VENV)/bin/python
 say   = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help provision install lint test train evaluate serve build smoke push deploy rollback status pipeline bench act
+.PHONY: help provision install lint test train evaluate serve build smoke push candidate promote deploy rollback status pipeline bench act
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -101,6 +101,14 @@ smoke: $(VENV)/.extra-serve $(VENV)/.extra-deploy ## run the image (SMOKE_IMAGE,
 push: install ## push IMAGE:VERSION and its sha- tag to REGISTRY (a release tag never changes)
 	$(call say,push: $(IMAGE):$(VERSION) -> $(REGISTRY))
 	$(PY) -m deploy push
+
+candidate: $(VENV)/.extra-deploy ## for a release VERSION: find this commit's image published by the default branch; its model to MODEL_DIR
+	$(call say,candidate: the image of commit $(shell git rev-parse --short HEAD) in $(REGISTRY)/$(IMAGE), for release $(VERSION))
+	$(PY) -m deploy candidate
+
+promote: $(VENV)/.extra-deploy ## tag that image VERSION in REGISTRY: build once, promote the digest (idempotent)
+	$(call say,promote: $(REGISTRY)/$(IMAGE):sha-<commit> -> $(VERSION))
+	$(PY) -m deploy promote
 
 deploy: $(VENV)/.extra-deploy ## deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET; the old one serves until it is ready
 	$(call say,deploy: $(REGISTRY)/$(IMAGE):$(VERSION) -> $(DEPLOY_TARGET) on port $(PORT))

@@ -1,4 +1,4 @@
-"""python -m deploy {build,smoke,push,deploy,rollback,status,releases}
+"""python -m deploy {build,smoke,push,candidate,promote,deploy,rollback,status,releases}
 
 Settings come from the Makefile's contract variables (IMAGE, VERSION, REGISTRY, PORT,
 MODEL_NAME, MODEL_DIR, DEPLOY_TARGET, DOCKER, BASE_IMAGE, DOCKER_HOST) in the environment.
@@ -10,11 +10,12 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 import docker.errors
 import requests
 
-from deploy import image, releases
+from deploy import image, promote, releases
 from deploy.docker_driver import DeployError
 from deploy.registry import PRODUCTION_TAG, Registry, RegistryError
 from deploy.settings import Settings
@@ -32,6 +33,9 @@ def parser() -> argparse.ArgumentParser:
     smoke = commands.add_parser("smoke", help="run the image, check a real prediction, stop it")
     smoke.add_argument("reference", nargs="?", help="image to test (default IMAGE:VERSION)")
     commands.add_parser("push", help="push IMAGE:VERSION and its sha- tag to REGISTRY")
+    commands.add_parser("candidate", help="find the image the default branch published for this "
+                                          "commit and copy its model to MODEL_DIR")
+    commands.add_parser("promote", help="tag that image VERSION in REGISTRY: no rebuild")
     deploy = commands.add_parser("deploy", help="deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET")
     deploy.add_argument("--version", help="release to deploy (default VERSION)")
     rollback = commands.add_parser("rollback", help="redeploy an earlier release, no rebuild")
@@ -60,6 +64,8 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command == "push":
         digest = image.push(settings)
         print(f"pushed {settings.remote}:{settings.version} ({digest})")
+    elif args.command in ("candidate", "promote"):
+        promote_commit(args.command, settings)
     elif args.command == "releases":
         registry = Registry(settings.registry)
         production = registry.digest(settings.repository, PRODUCTION_TAG)
@@ -87,6 +93,31 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         print(f"{args.command}: {done.service} {done.version} ({done.image}) serves at "
               f"{done.url} ({time.monotonic() - started:.1f} s); registry tag "
               f"{settings.remote}:{driver.environment} points to it")
+
+
+def promote_commit(command: str, settings: Settings) -> None:
+    """Build once, promote the digest (deploy/promote.py). Both print the digest and, in a
+    GitHub Actions step, set its output `digest` (empty when there is no candidate)."""
+    commit = image.git("rev-parse", "HEAD")
+    registry = Registry(settings.registry)
+    if command == "candidate":
+        found = promote.find(settings, registry, commit)
+        if found is None:
+            print(f"no image of commit {commit[:7]} in {settings.remote}: the release "
+                  f"{settings.version} trains and builds its own")
+        else:
+            image.extract_model(found.reference(settings), Path(settings.model_dir))
+            print(f"release {settings.version}: {found.reference(settings)} ({found.source}), "
+                  f"published for commit {commit[:7]} after its checks; its model is in "
+                  f"{settings.model_dir}/: no retraining, no rebuild")
+    else:
+        found = promote.promote(settings, registry, commit)
+        print(f"{settings.remote}:{settings.version} "
+              + ("already is" if found.released else "now is")
+              + f" {found.reference(settings)} ({found.source}): promoted, not rebuilt")
+    if os.environ.get("GITHUB_OUTPUT"):
+        with open(os.environ["GITHUB_OUTPUT"], "a") as output:
+            output.write(f"digest={found.digest if found else ''}\n")
 
 
 def main(argv=None) -> int:

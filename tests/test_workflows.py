@@ -165,7 +165,7 @@ def test_every_make_target_a_workflow_calls_exists(workflows):
     assert commands == {"deploy", "rollback"}
     called |= commands
     assert called == {"lint", "test", "provision", "train", "evaluate", "build", "smoke", "push",
-                      "deploy", "rollback", "status"}
+                      "deploy", "rollback", "status", "candidate", "promote"}
     assert called <= targets, f"not in the Makefile: {called - targets}"
     assert "act" in targets
 
@@ -180,10 +180,14 @@ def test_ci_job_graph(workflows):
     assert {job_id: needs(job) for job_id, job in jobs.items()} == {
         "lint": set(), "test": set(), "model": set(),
         "report": {"model"}, "image": {"model"},
-        # Only an image whose code passed lint and tests is published.
-        "publish": {"lint", "test", "image"},
+        # Only an image whose code passed lint, tests and the gate is published.
+        "publish": {"lint", "test", "model", "image"},
     }
-    assert jobs["publish"]["if"] == "needs.image.outputs.publish == 'true'"
+    # Published: the image built here, or on a tag the one the default branch published for
+    # the commit (promoted); never after a failure anywhere upstream.
+    assert jobs["publish"]["if"] == (
+        "${{ !cancelled() && !failure() && (needs.image.outputs.publish == 'true' || "
+        "needs.model.outputs.candidate != '') }}")
     publish = workflows["ci"]["env"]["PUBLISH"]
     assert "github.event_name == 'push'" in publish and "refs/tags/" in publish
     assert "pull_request" in jobs["report"]["if"]
@@ -235,7 +239,8 @@ def test_the_attestation_runs_where_it_works_and_never_fails_the_publish(workflo
     steps = workflows["ci"]["jobs"]["publish"]["steps"]
     names = [step.get("uses", step.get("name", "")).split("@")[0] for step in steps]
     attest = steps[names.index("actions/attest-build-provenance")]
-    assert names.index("make push") < names.index("actions/attest-build-provenance")
+    attest_at = names.index("actions/attest-build-provenance")
+    assert names.index("make push, or make promote") < attest_at
     assert attest["continue-on-error"] is True
     # On by default where GitHub offers it (public repositories); a repository variable
     # turns it on (private, Enterprise Cloud) or off.
@@ -335,3 +340,30 @@ def test_dependabot_sees_the_default_base_image_and_make_passes_it():
                              "print-base"], cwd=REPO, capture_output=True, text=True, check=True,
                             env={**env, "BASE_IMAGE": "example/base:1"})
     assert chosen.stdout.strip() == "example/base:1"
+
+
+def test_a_release_promotes_the_published_image_and_builds_only_without_one(workflows):
+    """Build once, promote the digest: on a tag, the model job looks for the commit's image
+    (make candidate); with one, no training, no build, and publish runs make promote."""
+    jobs = workflows["ci"]["jobs"]
+    model = {step.get("name", step.get("run", step.get("uses"))): step
+             for step in jobs["model"]["steps"]}
+    candidate = model["make candidate"]
+    assert candidate["if"] == "startsWith(github.ref, 'refs/tags/')"
+    assert candidate["run"] == "make candidate" and candidate["id"] == "candidate"
+    assert jobs["model"]["outputs"]["candidate"] == "${{ steps.candidate.outputs.digest }}"
+    assert model["make train"]["if"] == "steps.candidate.outputs.digest == ''"
+    order = list(model)
+    # The login comes first (the candidate is read from ghcr.io); the gate runs either way.
+    assert order.index("docker/login-action@74a5d142397b4f367a81961eba4e8cd7edddf772") < \
+        order.index("make candidate") < order.index("make train") < order.index("make evaluate")
+    assert "if" not in model["make evaluate"]
+    assert jobs["image"]["if"] == "needs.model.outputs.candidate == ''"
+    publish = {step.get("name", step.get("run", step.get("uses", ""))): step
+               for step in jobs["publish"]["steps"]}
+    push = publish["make push, or make promote"]
+    assert push["env"]["CANDIDATE"] == "${{ needs.model.outputs.candidate }}"
+    assert 'if [ -n "$CANDIDATE" ]; then make promote' in push["run"]
+    for name, step in publish.items():
+        if "image" in str(step.get("with", {}).get("name", "")) or "docker load" in name:
+            assert step["if"] == "needs.model.outputs.candidate == ''", name
