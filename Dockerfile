@@ -13,9 +13,9 @@ FROM ${BASE_IMAGE} AS build
 RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY training/ training/
+# The service and the contract it shares with training; no training or deploy code.
+COPY contract/ contract/
 COPY service/ service/
-COPY deploy/ deploy/
 # The pip cache lives in a BuildKit cache mount and the CA bundle in a secret: neither lands
 # in a layer. pip and setuptools leave afterwards, with the test suites of the dependencies
 # and LiteRT's WebGPU accelerator (19 MB, for GPU inference, which this image never does).
@@ -49,7 +49,7 @@ EXPOSE 8501
 # Probes this container's own gunicorn (on its private port when deploy gave it one), so the
 # answer is right even when two containers share the host port during a deploy.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python3", "-m", "deploy.healthcheck"]
+    CMD ["python3", "-m", "service.healthcheck"]
 CMD ["gunicorn", "--config", "python:service.gunicorn_conf", "service:create_app()"]
 
 # Last, so that a new version or model changes no layer above.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import json
 import os
 import subprocess
 import tarfile
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import semver
 
+from contract.errors import InputError
+from contract.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 from deploy.registry import Registry
 from deploy.settings import Settings
 
@@ -77,21 +78,23 @@ def is_development(version: str) -> bool:
 
 def model_labels(model_dir: Path) -> dict[str, str]:
     """Build arguments that label the image with the model inside it, from manifest.json."""
-    missing = [name for name in ("model.tflite", "manifest.json")
-               if not (model_dir / name).is_file()]
+    missing = [name for name in (MODEL_FILE, MANIFEST_FILE) if not (model_dir / name).is_file()]
     if missing:
         raise ImageError(f"{model_dir} lacks {', '.join(missing)}: run `make train` first")
     try:
-        manifest = json.loads((model_dir / "manifest.json").read_text())
+        manifest = Manifest.load(model_dir)
+        model = manifest.raw["model"]
         return {
-            "MODEL_VERSION": str(manifest["version"]),
-            "MODEL_SHA256": manifest["files"]["model.tflite"]["sha256"],
-            "PRIMARY_METRIC": manifest["model"]["primary_metric"],
-            "PRIMARY_METRIC_VALUE": str(manifest["model"]["primary_metric_value"]),
+            "MODEL_VERSION": manifest.version,
+            "MODEL_SHA256": manifest.model_sha256,
+            "PRIMARY_METRIC": model["primary_metric"],
+            "PRIMARY_METRIC_VALUE": str(model["primary_metric_value"]),
         }
-    except (ValueError, KeyError, TypeError) as error:
-        raise ImageError(f"{model_dir / 'manifest.json'}: not a training manifest "
-                         f"({type(error).__name__}: {error})") from error
+    except InputError as error:
+        raise ImageError(str(error)) from error
+    except (KeyError, TypeError) as error:
+        raise ImageError(f"{model_dir / MANIFEST_FILE}: not a training manifest: it lacks "
+                         f"the model's primary metric ({type(error).__name__}: {error})") from error
 
 
 def build_command(settings: Settings, context: Path) -> tuple[list[str], list[str]]:

@@ -6,7 +6,6 @@ rows when run here with LiteRT; the container must then stop cleanly on SIGTERM.
 """
 from __future__ import annotations
 
-import json
 import socket
 import tempfile
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from contract.manifest import Manifest
 from deploy.docker_driver import RUN_OPTIONS, SERVICE_LABEL
 from deploy.image import ImageError, docker_client, extract_model
 
@@ -48,15 +48,10 @@ def sample_rows(schema: dict, quantiles=(0.1, 0.5, 0.9)) -> list[list[float]]:
 
 def local_predictions(model_file: Path, rows: list[list[float]]) -> list[float]:
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-    interpreter = Interpreter(model_path=str(model_file))
-    (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
-    batch = np.asarray(rows, dtype=np.float32)
-    interpreter.resize_tensor_input(given["index"], batch.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(given["index"], batch)
-    interpreter.invoke()
-    return interpreter.get_tensor(output["index"])[:, 0].tolist()
+
+    from contract.litert import LiteRTModel
+    model = LiteRTModel(model_file.read_bytes(), str(model_file))
+    return model.predict(np.asarray(rows, dtype=np.float32))[:, 0].tolist()
 
 
 def wait_ready(url: str, container, timeout: float) -> None:
@@ -82,9 +77,8 @@ def smoke(reference: str, model_name: str = "model", timeout: float = 60.0,
     client = client or docker_client()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = extract_model(reference, Path(tmp), client)
-        manifest = json.loads((model_dir / "manifest.json").read_text())
-        rows = sample_rows(manifest["schema"])
         try:
+            rows = sample_rows(Manifest.load(model_dir).raw["schema"])
             expected = local_predictions(model_dir / "model.tflite", rows)
         except (ValueError, RuntimeError) as error:
             raise ImageError(f"the model in {reference} does not load: {error}") from error

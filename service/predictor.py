@@ -4,58 +4,20 @@ loaded into LiteRT and run one batch per call. No TensorFlow here: the serving i
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from training.schema import Schema
-
-MODEL_FILE = "model.tflite"
-MANIFEST_FILE = "manifest.json"
+from contract.errors import InputError
+from contract.litert import LiteRTModel
+from contract.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from contract.schema import Schema
 
 
 class ModelError(Exception):
     """The model in MODEL_DIR cannot be served; the message says why and which file."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The parts of manifest.json the service uses."""
-
-    version: str
-    schema: Schema
-    sha256: str
-    threshold: float
-    example: dict | None
-    raw: dict
-
-    @classmethod
-    def load(cls, path: Path) -> Manifest:
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{path} is missing") from None
-        except (OSError, ValueError) as error:
-            raise ModelError(f"{path} is not readable JSON: {error}") from None
-        try:
-            version = str(raw["version"])
-            if not version.isdigit():
-                raise ValueError(f"version {version!r} is not a non-negative integer")
-            schema = Schema.from_dict(raw["schema"])
-            sha256 = raw["files"][MODEL_FILE]["sha256"]
-            threshold = float(raw.get("model", {}).get("threshold", 0.5))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelError(f"{path} lacks what the service needs "
-                             f"(version, schema, files.{MODEL_FILE}.sha256): "
-                             f"{type(error).__name__}: {error}") from None
-        example = raw.get("example")
-        return cls(version, schema, sha256, threshold,
-                   example if isinstance(example, dict) else None, raw)
 
 
 class Predictor:
@@ -64,7 +26,10 @@ class Predictor:
 
     def __init__(self, model_dir: Path):
         self.model_dir = Path(model_dir)
-        self.manifest = Manifest.load(self.model_dir / MANIFEST_FILE)
+        try:
+            self.manifest = Manifest.load(self.model_dir)
+        except InputError as error:
+            raise ModelError(str(error)) from None
         path = self.model_dir / MODEL_FILE
         try:
             # Load the bytes that were hashed, so the file cannot change in between.
@@ -74,25 +39,18 @@ class Predictor:
         except OSError as error:
             raise ModelError(f"{path} is not readable: {error}") from None
         actual = hashlib.sha256(self._content).hexdigest()
-        if actual != self.manifest.sha256:
+        if actual != self.manifest.model_sha256:
             raise ModelError(f"{path} has sha256 {actual}, but {MANIFEST_FILE} says "
-                             f"{self.manifest.sha256}: the model is not the one trained")
+                             f"{self.manifest.model_sha256}: the model is not the one trained")
         self._local = threading.local()
-        interpreter = self._interpreter()  # fails here, not on the first request
-        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        model = self._model()  # fails here, not on the first request
         n_features = len(self.schema.features)
-        if (len(inputs) != 1 or len(outputs) != 1 or inputs[0]["dtype"] != np.float32
-                or list(inputs[0]["shape_signature"][1:]) != [n_features]
-                or list(outputs[0]["shape_signature"][1:]) != [1]):
-            seen_inputs = [(d["dtype"].__name__, d["shape_signature"].tolist()) for d in inputs]
-            seen_outputs = [d["shape_signature"].tolist() for d in outputs]
+        if (model.n_features, model.n_outputs) != (n_features, 1):
             raise ModelError(f"{path} does not take one float32 [N, {n_features}] input and "
-                             f"give one [N, 1] output: inputs {seen_inputs}, "
-                             f"outputs {seen_outputs}")
-        # Every interpreter built from these bytes has the same tensor indices.
-        self._input_index, self._output_index = inputs[0]["index"], outputs[0]["index"]
-        self.input_tensor_name = inputs[0]["name"]
-        self.output_tensor_name = outputs[0]["name"]
+                             f"give one [N, 1] output: it takes [N, {model.n_features}] and "
+                             f"gives [N, {model.n_outputs}]")
+        self.input_tensor_name = model.input_name
+        self.output_tensor_name = model.output_name
 
     @property
     def schema(self) -> Schema:
@@ -102,35 +60,20 @@ class Predictor:
     def version(self) -> str:
         return self.manifest.version
 
-    def _interpreter(self) -> Interpreter:
-        interpreter = getattr(self._local, "interpreter", None)
-        if interpreter is None:
+    def _model(self) -> LiteRTModel:
+        model = getattr(self._local, "model", None)
+        if model is None:
             try:
-                # One thread: the service gets its parallelism from gunicorn's workers.
-                # No XNNPACK delegate: for a tabular model it saves 6 us on 1024 rows, costs
-                # 0.6 ms per interpreter and prints a line that is not JSON into the logs.
-                interpreter = Interpreter(
-                    model_content=self._content, num_threads=1,
-                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-                interpreter.allocate_tensors()
-            except (ValueError, RuntimeError) as error:
+                model = LiteRTModel(self._content, str(self.model_dir / MODEL_FILE))
+            except InputError as error:
                 raise ModelError(f"{self.model_dir / MODEL_FILE} does not load in LiteRT: "
                                  f"{error}") from None
-            self._local.interpreter = interpreter
-            self._local.rows = None
-        return interpreter
+            self._local.model = model
+        return model
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities of the positive label for a float32 [N, F] batch: shape [N]."""
-        interpreter = self._interpreter()
-        if self._local.rows != len(rows):
-            # Reallocating costs more than the inference: only when the batch size changes.
-            interpreter.resize_tensor_input(self._input_index, rows.shape, strict=True)
-            interpreter.allocate_tensors()
-            self._local.rows = len(rows)
-        interpreter.set_tensor(self._input_index, rows)
-        interpreter.invoke()
-        return interpreter.get_tensor(self._output_index)[:, 0]
+        return self._model().predict(rows)[:, 0]
 
     def example(self) -> dict[str, float]:
         """A row to show and to warm up with: the manifest's `example` (a real row of the

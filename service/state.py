@@ -52,10 +52,10 @@ def load(config: Config, predictor: Predictor | None = None) -> ServiceState:
         log.exception("model failed to load")
         return _unready(config, f"{type(error).__name__}: {error}")
     manifest = predictor.manifest
-    MODEL.labels(config.model_name, predictor.version, manifest.sha256).set(1)
+    MODEL.labels(config.model_name, predictor.version, manifest.model_sha256).set(1)
     log.info("model loaded", extra={
         "model_dir": str(config.model_dir), "model_name": config.model_name,
-        "model_version": predictor.version, "sha256": manifest.sha256,
+        "model_version": predictor.version, "sha256": manifest.model_sha256,
         "features": len(predictor.schema.features), "warm_up_probability": probability,
         "seconds": round(time.perf_counter() - started, 4)})
     return ServiceState(config, predictor, BatchParser(predictor.schema, config.max_rows), None)

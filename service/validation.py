@@ -17,7 +17,7 @@ from itertools import chain
 import numpy as np
 import orjson
 
-from training.schema import Schema
+from contract.schema import Schema
 
 DEFAULT_SIGNATURE = "serving_default"
 NUMBER_TYPES = frozenset((int, float))

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from training.__main__ import main, the_csv
 from training.data import MAX_REPORTED_PROBLEMS, load_dataset, parse_csv
-from training.errors import InputError
-from training.schema import Schema
+from contract.errors import InputError
+from contract.schema import Schema
 
 from conftest import DATA, SCHEMA
 

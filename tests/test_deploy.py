@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import healthcheck
+from service import healthcheck
 from deploy.__main__ import main
 from deploy.docker_driver import DeployError, host_of
 from deploy.image import (ImageError, build_command, check_version, is_development,

@@ -10,7 +10,7 @@ import pytest
 
 from training import evaluate, gate
 from training.__main__ import main
-from training.errors import InputError
+from contract.errors import InputError
 
 from conftest import DATA
 
@@ -234,7 +234,7 @@ def test_data_other_than_the_trained_on_exits_2(candidate, tmp_path, capsys):
 
 def test_no_model_exits_2(tmp_path, capsys):
     assert main(["evaluate", "--model-dir", str(tmp_path / "none")]) == 2
-    assert "manifest.json: cannot read it (No such file or directory); train a model" in \
+    assert "manifest.json is missing: train a model into" in \
         capsys.readouterr().err
 
 

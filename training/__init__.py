@@ -1,6 +1,6 @@
 """Training pipeline: validate data, split, fit, export to LiteRT, evaluate, gate, report.
 
-Kept import-light (no TensorFlow here): the service imports `training.schema`.
+Kept import-light: TensorFlow loads only in the stages that fit and export a model.
 """
 import os
 

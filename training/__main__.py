@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.errors import InputError
+from contract.errors import InputError
 
 DATA_DIR = Path("data")
 SCHEMA = DATA_DIR / "schema.json"

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from training.errors import InputError
+from contract.errors import InputError
 
 
 def sha256(path: Path) -> str:

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from training.errors import InputError
+from contract.errors import InputError
 
 
 @contextlib.contextmanager

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import InputError
-from training.schema import Schema
+from contract.errors import InputError
+from contract.schema import Schema
 
 # Enough to fix a file in one pass without burying the first problems in a wall of text.
 MAX_REPORTED_PROBLEMS = 20

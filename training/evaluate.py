@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import InputError
+from contract.litert import LiteRTModel
+from contract.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from contract.schema import Schema
 from training import champion, gate, report
 from training.artifacts import display_path, read_json, read_verified, write_json
 from training.config import TrainConfig
 from training.data import load_dataset
-from training.errors import InputError
-from training.litert import LiteRTModel
 from training.metrics import classification_metrics
-from training.schema import Schema
 from training.split import stratified_split
 
 BATCH_ROWS = 1024
@@ -30,7 +31,7 @@ class Evaluation:
 
 def evaluate_model(lite: LiteRTModel, size_bytes: int, x: np.ndarray, y: np.ndarray,
                    threshold: float) -> Evaluation:
-    p = lite.predict(x)
+    p = lite.predict(x)[:, 0].copy()
     performance = {
         "model_size_bytes": size_bytes,
         "inference_us_1_row": lite.latency_us(x[:1]),
@@ -46,21 +47,21 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
     """The evaluate stage: 0 when the gate passes, 1 when it fails (InputError for the rest).
     Writes evaluation.json and report.md either way."""
     policy = gate.load_policy(policy_path)
-    manifest = read_json(model_dir / "manifest.json")
+    manifest = Manifest.load(model_dir)
     results = read_json(model_dir / "metrics.json")
-    content = read_verified(model_dir / "model.tflite",
-                            manifest["files"]["model.tflite"]["sha256"])
-    schema = Schema.from_dict(manifest["schema"])
-    data = load_dataset(data_path or Path(manifest["data"]["path"]), schema)
-    if data.sha256 != manifest["data"]["sha256"]:
+    content = read_verified(model_dir / MODEL_FILE, manifest.model_sha256)
+    schema = manifest.schema
+    trained_on = manifest.raw["data"]
+    data = load_dataset(data_path or Path(trained_on["path"]), schema)
+    if data.sha256 != trained_on["sha256"]:
         raise InputError(f"{data.path}: not the data this model was trained on (sha256 "
                          f"{data.sha256[:12]}..., the manifest says "
-                         f"{manifest['data']['sha256'][:12]}...); train again")
+                         f"{trained_on['sha256'][:12]}...); train again")
     config = TrainConfig.from_dict(results["config"])
     split = stratified_split(data.y, config.seed, config.validation_fraction,
                              config.test_fraction)
     x, y = data.x[split.test], data.y[split.test]
-    threshold = manifest["model"]["threshold"]
+    threshold = manifest.threshold
     candidate = evaluate_model(LiteRTModel(content), len(content), x, y, threshold)
 
     verdict = {"policy": display_path(policy_path), "primary_metric": policy.primary_metric,
@@ -69,7 +70,7 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
     comparison = None
     if champion_ref:
         with champion.resolve(champion_ref) as directory:
-            p = _champion_model(directory, schema).predict(x)
+            p = _champion_model(directory, schema).predict(x)[:, 0].copy()
         comparison = gate.paired_bootstrap(y, candidate.probabilities, p, policy.primary_metric,
                                            threshold, policy)
         verdict["champion"] = {"reference": champion_ref,
@@ -81,17 +82,17 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
     verdict["rules"] = [dataclasses.asdict(rule) for rule in rules]
 
     write_json(model_dir / "evaluation.json", verdict)
-    (model_dir / "report.md").write_text(report.render(manifest, results, verdict))
+    (model_dir / "report.md").write_text(report.render(manifest.raw, results, verdict))
     out(report.gate_summary(verdict, model_dir))
     return 0 if verdict["passed"] else 1
 
 
 def _champion_model(directory: Path, schema: Schema) -> LiteRTModel:
     """The champion's LiteRT model, refused when it does not take this schema's features."""
-    path = directory / "model.tflite"
-    manifest_path = directory / "manifest.json"
+    path = directory / MODEL_FILE
+    manifest_path = directory / MANIFEST_FILE
     if manifest_path.is_file():
-        theirs = Schema.from_dict(read_json(manifest_path)["schema"])
+        theirs = Manifest.load(directory).schema
         if theirs.feature_names != schema.feature_names:
             raise InputError(f"{manifest_path}: the champion takes other features than the "
                              "candidate; the two cannot be compared on the same rows")

@@ -14,8 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract.litert import LiteRTModel
+from contract.manifest import KERAS_FILE, MODEL_FILE
 from training.artifacts import sha256
-from training.litert import LiteRTModel
 
 # The service must answer what training measured: float32 round-off differs between the
 # two runtimes only in the last bits, so anything above this is a broken export.
@@ -36,7 +37,7 @@ def to_tflite(model: keras.Model) -> bytes:
 def parity(model: keras.Model, lite: LiteRTModel, x: np.ndarray) -> float:
     """The largest absolute difference between Keras and LiteRT probabilities on `x`;
     raises ParityError when it exceeds PARITY_TOLERANCE."""
-    expected = model.predict(x, verbose=0)[:, 0]
+    expected = model.predict(x, verbose=0)
     worst = float(np.max(np.abs(expected - lite.predict(x))))
     if not worst <= PARITY_TOLERANCE:
         raise ParityError(f"the LiteRT export differs from the Keras model by up to {worst:.3g} "
@@ -67,7 +68,7 @@ def manifest(model_dir: Path, data: dict, schema: dict, model: dict, example: di
         "created": trained_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "git_commit": git_commit(),
         "files": {name: {"sha256": sha256(model_dir / name)}
-                  for name in ("model.tflite", "model.keras")},
+                  for name in (MODEL_FILE, KERAS_FILE)},
         "data": data,
         "schema": schema,
         "model": model,

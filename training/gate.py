@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import InputError, in_file
+from contract.errors import InputError, in_file
 from training.metrics import HIGHER_IS_BETTER, metric
 
 DEFAULT_POLICY = Path(__file__).with_name("gate.toml")

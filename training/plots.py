@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from training.metrics import roc_auc, roc_curve  # noqa: E402
-from training.schema import Schema  # noqa: E402
+from contract.schema import Schema  # noqa: E402
 
 FILES = {
     "training_curves": "training_curves.png",

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.errors import InputError
+from contract.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from training.config import TrainConfig
 from training.data import Dataset, load_dataset
 from training.evaluate import evaluate_model
 from training.gate import Policy, better
-from training.litert import LiteRTModel
+from contract.litert import LiteRTModel
 from training.metrics import classification_metrics
 from training.models import BUILDERS
-from training.schema import Schema
+from contract.schema import Schema
 from training.split import Split, stratified_split
 
 Printer = Callable[[str], None]

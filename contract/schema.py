@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.errors import InputError, in_file
+from contract.errors import InputError, in_file
 
 DTYPES = ("float", "int")
 
