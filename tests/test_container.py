@@ -9,13 +9,9 @@ Skips only when no engine is reachable and CI is not set.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -27,17 +23,13 @@ from deploy.registry import PRODUCTION_TAG, Registry
 from deploy.settings import Settings
 from deploy.smoke import free_port, sample_rows
 
+import release_tools
+from release_tools import Traffic, make, ok, unavailable
+
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 # What the image may add to its base (docker history), uncompressed.
 MAX_ADDED_BYTES = 150 * 1000 * 1000
-
-
-def unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
-    pytest.skip(f"{reason}; `make provision` sets one up")
 
 
 @pytest.fixture(scope="session")
@@ -54,73 +46,22 @@ def engine():
 @pytest.fixture(scope="session")
 def release_env(engine):
     """The Makefile variables for this session's own image, registry repository and port."""
-    registry = os.environ.get("REGISTRY", "127.0.0.1:5000")
-    try:
-        requests.get(f"http://{registry}/v2/", timeout=5).raise_for_status()
-    except requests.RequestException as error:
-        unavailable(f"no registry at {registry} ({error})")
-    name = f"test-{uuid.uuid4().hex[:8]}/model-service"
-    env = {**os.environ, "IMAGE": name, "REGISTRY": registry, "PORT": str(free_port()),
-           "MODEL_NAME": "model", "DEPLOY_TARGET": "docker"}
-    # Nothing of an outer `make test VERSION=...` may leak into the targets run here.
-    for name in ("VERSION", "CHAMPION", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL"):
-        env.pop(name, None)
+    env = release_tools.release_env(PORT=str(free_port()), DEPLOY_TARGET="docker")
     yield env
     cleanup(engine, env)
 
 
 def cleanup(engine, env) -> None:
-    import docker.errors
     for container in deployed(engine, env, all=True):
         container.remove(force=True)
-    registry = Registry(env["REGISTRY"])
-    for tag in registry.tags(env["IMAGE"]):
-        digest = registry.digest(env["IMAGE"], tag)
-        if digest:
-            registry.delete(env["IMAGE"], digest)
-    for image in engine.images.list():
-        for reference in image.tags + (image.attrs.get("RepoDigests") or []):
-            if env["IMAGE"] in reference:
-                try:
-                    engine.images.remove(reference, force=True)
-                except docker.errors.NotFound:
-                    pass  # gone with another reference to the same image
-
-
-def make(target: str, env: dict, **variables) -> subprocess.CompletedProcess:
-    started = time.monotonic()
-    result = subprocess.run(["make", target, *(f"{k}={v}" for k, v in variables.items())],
-                            cwd=REPO, capture_output=True, text=True, env=env)
-    result.seconds = time.monotonic() - started
-    print(f"make {target} {variables}: exit {result.returncode} in {result.seconds:.1f} s")
-    return result
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"{result.args} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    release_tools.remove_releases(engine, env)
 
 
 @pytest.fixture(scope="session")
 def images(release_env, model_dir):
     """Build v1, v2 and a broken v2.1.0 (corrupt model) with `make build`, once."""
-    workdir = REPO / f".test-build-{uuid.uuid4().hex[:8]}"
-    try:
-        good = workdir / "model"
-        shutil.copytree(model_dir, good)
-        broken = workdir / "broken"
-        shutil.copytree(model_dir, broken)
-        (broken / "model.tflite").write_bytes(b"not a model")
-        built = {}
-        for version, directory in (("1.0.0", good), ("2.0.0", good), ("2.1.0", broken)):
-            result = ok(make("build", release_env, VERSION=version,
-                             MODEL_DIR=str(directory.relative_to(REPO))))
-            assert f"built {release_env['IMAGE']}:{version}, {release_env['IMAGE']}:sha-" \
-                in result
-            built[version] = f"{release_env['IMAGE']}:{version}"
+    with release_tools.built_releases(release_env, model_dir) as built:
         yield built
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_image_adds_little_to_its_base_and_says_what_is_inside(engine, images, model_dir):
@@ -216,38 +157,6 @@ def test_push_gives_immutable_version_tags(engine, images, release_env):
         assert registry.config_digest(release_env["IMAGE"], "0.0.0-dev.test") == built.id
 
 
-class Traffic:
-    """Sends predict requests (a new connection each) from two threads until stopped."""
-
-    def __init__(self, port: int, rows: list):
-        self.url = f"http://127.0.0.1:{port}/v1/models/model:predict"
-        self.body = {"instances": rows}
-        self.sent = 0
-        self.failures: list[str] = []
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
-
-    def run(self):
-        while not self.stopping.is_set():
-            try:
-                response = requests.post(self.url, json=self.body, timeout=10)
-                if response.status_code != 200:
-                    self.failures.append(f"{response.status_code} {response.text[:100]}")
-            except requests.RequestException as error:
-                self.failures.append(repr(error)[:200])
-            self.sent += 1
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join()
-
-
 def deployed(engine, env, all: bool = False) -> list:
     service = env["IMAGE"].replace("/", "-")
     return engine.containers.list(all=all, filters={"label": f"{SERVICE_LABEL}={service}"})
@@ -268,7 +177,7 @@ def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env,
         assert requests.get(f"http://127.0.0.1:{env['PORT']}/readyz", timeout=5).ok
 
     def switch(target: str, **variables) -> subprocess.CompletedProcess:
-        with Traffic(int(env["PORT"]), rows) as traffic:
+        with Traffic(f"http://127.0.0.1:{env['PORT']}/", rows) as traffic:
             time.sleep(0.5)
             result = make(target, env, **variables)
             time.sleep(0.5)

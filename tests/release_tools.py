@@ -1,0 +1,126 @@
+"""What the release tests share (test_container.py on the Docker target, test_kubernetes.py on a
+cluster): the Makefile targets run as a user runs them, releases built once, the clean-up of a
+test's registry repository and images, and a client that counts failed requests."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from deploy.registry import Registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
+    pytest.skip(f"{reason}; `make provision` sets one up")
+
+
+def make(target: str, env: dict, **variables) -> subprocess.CompletedProcess:
+    started = time.monotonic()
+    result = subprocess.run(["make", target, *(f"{k}={v}" for k, v in variables.items())],
+                            cwd=REPO, capture_output=True, text=True, env=env)
+    result.seconds = time.monotonic() - started
+    print(f"make {target} {variables}: exit {result.returncode} in {result.seconds:.1f} s")
+    return result
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"{result.args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def release_env(**variables) -> dict:
+    """The environment for the Makefile's targets with this test's own image name (a new
+    repository in REGISTRY), nothing of an outer `make test VERSION=...` leaking in."""
+    registry = os.environ.get("REGISTRY", "127.0.0.1:5000")
+    try:
+        requests.get(f"http://{registry}/v2/", timeout=5).raise_for_status()
+    except requests.RequestException as error:
+        unavailable(f"no registry at {registry} ({error})")
+    env = {**os.environ, "IMAGE": f"test-{uuid.uuid4().hex[:8]}/model-service",
+           "REGISTRY": registry, "MODEL_NAME": "model", **variables}
+    for name in ("VERSION", "CHAMPION", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL"):
+        env.pop(name, None)
+    return env
+
+
+@contextlib.contextmanager
+def built_releases(env: dict, model_dir: Path):
+    """Build 1.0.0 and 2.0.0 (the model) and a broken 2.1.0 (a corrupt model) with `make
+    build`; yield {version: local image}."""
+    workdir = REPO / f".test-build-{uuid.uuid4().hex[:8]}"
+    try:
+        good = workdir / "model"
+        shutil.copytree(model_dir, good)
+        broken = workdir / "broken"
+        shutil.copytree(model_dir, broken)
+        (broken / "model.tflite").write_bytes(b"not a model")
+        built = {}
+        for version, directory in (("1.0.0", good), ("2.0.0", good), ("2.1.0", broken)):
+            result = ok(make("build", env, VERSION=version,
+                             MODEL_DIR=str(directory.relative_to(REPO))))
+            assert f"built {env['IMAGE']}:{version}, {env['IMAGE']}:sha-" in result
+            built[version] = f"{env['IMAGE']}:{version}"
+        yield built
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def remove_releases(engine, env: dict) -> None:
+    """Delete the test's repository from the registry and its images from the engine."""
+    import docker.errors
+    registry = Registry(env["REGISTRY"])
+    for tag in registry.tags(env["IMAGE"]):
+        digest = registry.digest(env["IMAGE"], tag)
+        if digest:
+            registry.delete(env["IMAGE"], digest)
+    for image in engine.images.list():
+        for reference in image.tags + (image.attrs.get("RepoDigests") or []):
+            if env["IMAGE"] in reference:
+                try:
+                    engine.images.remove(reference, force=True)
+                except docker.errors.NotFound:
+                    pass  # gone with another reference to the same image
+
+
+class Traffic:
+    """Sends predict requests (a new connection each) to `url` from two threads until stopped."""
+
+    def __init__(self, url: str, rows: list):
+        self.url = f"{url.rstrip('/')}/v1/models/model:predict"
+        self.body = {"instances": rows}
+        self.sent = 0
+        self.failures: list[str] = []
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                response = requests.post(self.url, json=self.body, timeout=10)
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code} {response.text[:100]}")
+            except requests.RequestException as error:
+                self.failures.append(repr(error)[:200])
+            self.sent += 1
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()

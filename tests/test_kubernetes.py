@@ -1,0 +1,180 @@
+"""Releases on a real Kubernetes cluster (DEPLOY_TARGET=kubernetes), as a user runs them.
+
+The cluster comes from .ci/cluster: the local single-node one (started when needed, stopped
+again if this module started it) or a kind cluster (GitHub). The images are built with `make
+build`, pushed to the registry, and the cluster pulls them from there by digest. The test
+deploys v1, switches to v2, is refused a broken v2.1.0, rolls back to v1 and forward to v2 by
+name, with a client sending requests through the Service the whole time (until the old pods are
+gone), and checks after each step which image digest the Service's ready endpoints run.
+Everything lives in namespaces and a registry repository of its own, removed at the end.
+Skips only when no cluster can exist here and CI is not set.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from deploy.docker_driver import Release
+from deploy.kubernetes_driver import MANIFESTS, KubernetesDriver
+from deploy.registry import PRODUCTION_TAG, Registry
+from deploy.settings import Settings
+from deploy.smoke import sample_rows
+from release_tools import REPO, Traffic, built_releases, make, ok, release_env, \
+    remove_releases, unavailable
+
+pytestmark = [pytest.mark.kubernetes, pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """KUBECONFIG and KUBECTL of a cluster the tests may deploy to."""
+    result = subprocess.run([str(REPO / ".ci" / "cluster"), "up"], capture_output=True,
+                            text=True)
+    if result.returncode == 3:
+        unavailable(result.stderr.strip())
+    assert result.returncode == 0, result.stderr
+    found = dict(line.split("=", 1) for line in result.stdout.split())
+    yield found
+    if found.get("STARTED"):
+        subprocess.run([str(REPO / ".ci" / "cluster"), "down"], check=True)
+
+
+def kubectl(env: dict, *args: str, check: bool = True) -> str:
+    return subprocess.run([env["KUBECTL"], *args], env=env, capture_output=True, text=True,
+                          check=check).stdout
+
+
+@pytest.fixture(scope="module")
+def k8s_env(cluster):
+    import docker
+    env = release_env(DEPLOY_TARGET="kubernetes", DEPLOY_ENVIRONMENT="production",
+                      KUBE_NAMESPACE=f"test-{uuid.uuid4().hex[:8]}", **cluster)
+    yield env
+    kubectl(env, "delete", "namespace", env["KUBE_NAMESPACE"], "--ignore-not-found",
+            "--wait=false")
+    remove_releases(docker.from_env(), env)
+
+
+@pytest.fixture(scope="module")
+def releases(k8s_env, model_dir):
+    with built_releases(k8s_env, model_dir) as built:
+        for version in built:
+            ok(make("push", k8s_env, VERSION=version))
+        yield built
+
+
+def serving_digests(env: dict) -> set[str]:
+    """The image digests that the Service's ready endpoints (what takes requests) run."""
+    namespace = ["--namespace", env["KUBE_NAMESPACE"]]
+    slices = json.loads(kubectl(env, "get", "endpointslices", *namespace, "--selector",
+                                "kubernetes.io/service-name=model-service", "--output", "json"))
+    ready = {e["targetRef"]["name"] for s in slices["items"] for e in s.get("endpoints") or []
+             if e["conditions"].get("ready")}
+    pods = json.loads(kubectl(env, "get", "pods", *namespace, "--output", "json"))["items"]
+    return {status["imageID"].rpartition("@")[2] for pod in pods
+            if pod["metadata"]["name"] in ready for status in pod["status"]["containerStatuses"]}
+
+
+def old_pods_gone(env: dict, timeout: float = 90) -> None:
+    """Wait until no pod of the Deployment is terminating (the last ones to stop serving)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = json.loads(kubectl(env, "get", "pods", "--namespace", env["KUBE_NAMESPACE"],
+                                  "--output", "json"))["items"]
+        if not any(pod["metadata"].get("deletionTimestamp") for pod in pods):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"pods still terminating after {timeout} s")
+
+
+def test_deploy_switch_broken_release_and_rollbacks(k8s_env, releases, model_dir):
+    env, registry = k8s_env, Registry(k8s_env["REGISTRY"])
+    rows = sample_rows(json.loads((model_dir / "manifest.json").read_text())["schema"])
+
+    def serving(version: str) -> None:
+        digest = registry.digest(env["IMAGE"], version)
+        reference = f"{env['REGISTRY']}/{env['IMAGE']}@{digest}"
+        status = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "deploy",
+                                 "status", "--reference"], cwd=REPO, env=env,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        assert status == reference
+        assert serving_digests(env) == {digest}
+        assert registry.digest(env["IMAGE"], PRODUCTION_TAG) == digest
+
+    def switch(target: str, **variables) -> subprocess.CompletedProcess:
+        with Traffic(url, rows) as traffic:
+            time.sleep(0.5)
+            result = make(target, env, **variables)
+            old_pods_gone(env)  # they serve (and could fail requests) until they are gone
+        print(f"  {traffic.sent} requests through the Service, {len(traffic.failures)} failed")
+        assert traffic.sent > 0
+        assert traffic.failures == [], traffic.failures[:5]
+        return result
+
+    first = ok(make("deploy", env, VERSION="1.0.0"))
+    assert f"namespace {env['KUBE_NAMESPACE']} created" in first
+    url = first.rpartition(" serves at ")[2].split()[0]
+    serving("1.0.0")
+
+    ok(switch("deploy", VERSION="2.0.0"))
+    serving("2.0.0")
+
+    broken = switch("deploy", VERSION="2.1.0")
+    assert broken.returncode != 0
+    assert "2.1.0 never became ready" in broken.stderr
+    # refused on the service's own word, not after the progress deadline
+    assert "says it cannot become ready" in broken.stderr and "model.tflite" in broken.stderr
+    assert "the rollout was undone" in broken.stderr
+    assert "still serving" in broken.stderr and "2.0.0" in broken.stderr
+    serving("2.0.0")
+
+    assert "rollback: model-service 1.0.0" in ok(switch("rollback"))
+    serving("1.0.0")
+
+    ok(switch("rollback", VERSION="2.0.0"))
+    serving("2.0.0")
+
+    unknown = make("rollback", env, VERSION="9.9.9")
+    assert unknown.returncode != 0
+    assert "unknown version 9.9.9; known releases: 1.0.0, 2.0.0, 2.1.0\n" in unknown.stderr
+    serving("2.0.0")
+
+
+def test_a_broken_first_release_leaves_nothing_behind(k8s_env, releases):
+    env = {**k8s_env, "KUBE_NAMESPACE": f"{k8s_env['KUBE_NAMESPACE']}-first"}
+    try:
+        refused = make("deploy", env, VERSION="2.1.0")
+        assert refused.returncode != 0
+        assert "still serving in namespace" in refused.stderr and ": nothing" in refused.stderr
+        left = kubectl(env, "get", "deployments,services,hpa,pdb", "--namespace",
+                       env["KUBE_NAMESPACE"], "--output", "name")
+        assert left.strip() == ""
+    finally:
+        kubectl(env, "delete", "namespace", env["KUBE_NAMESPACE"], "--ignore-not-found",
+                "--wait=false")
+
+
+@pytest.mark.parametrize("environment", sorted(p.name for p in (MANIFESTS / "overlays").iterdir()))
+def test_every_overlay_passes_the_api_servers_strict_validation(k8s_env, environment):
+    """What the cluster itself says of each overlay, as the driver renders it (digest, version
+    annotation): a server-side dry run with strict field validation, so no unknown or
+    duplicate field passes."""
+    namespace = f"{k8s_env['KUBE_NAMESPACE']}-{environment}"
+    settings = Settings(environment=environment, namespace=namespace,
+                        kubectl=k8s_env["KUBECTL"])
+    manifests = KubernetesDriver(settings).render(
+        Release("1.0.0", f"{k8s_env['REGISTRY']}/{k8s_env['IMAGE']}@sha256:{'0' * 64}"))
+    kubectl(k8s_env, "create", "namespace", namespace)
+    try:
+        result = subprocess.run(
+            [k8s_env["KUBECTL"], "apply", "--dry-run=server", "--validate=strict",
+             "--filename", "-"], input=manifests, env=k8s_env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "", result.stderr  # no warning either (deprecated APIs)
+        assert "deployment.apps/model-service created (server dry run)" in result.stdout
+    finally:
+        kubectl(k8s_env, "delete", "namespace", namespace, "--wait=false")
