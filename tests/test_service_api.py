@@ -361,7 +361,7 @@ def test_metrics(client, model, real_rows):
     assert value(text, bad) == value(before, bad) + 1
     assert value(text, rows) == value(before, rows) + 5
     assert f'model_info{{model_name="model",model_version="{model.version}",' \
-           f'sha256="{model.manifest.sha256}"}} 1.0' in text
+           f'sha256="{model.manifest.model_sha256}"}} 1.0' in text
     assert 'http_request_duration_seconds_bucket{le="0.005",route="/v1/models/{name}:predict"}' \
         in text
 

@@ -43,7 +43,7 @@ BROKEN = {
     "manifest not JSON": (lambda d: (d / "manifest.json").write_text("{"),
                           "manifest.json is not readable JSON"),
     "manifest without hash": (lambda d: edit_manifest(d, lambda m: m.pop("files")),
-                              "lacks what the service needs"),
+                              "lacks what a model needs"),
     "schema and model disagree": (
         lambda d: edit_manifest(d, lambda m: m["schema"]["features"].pop()),
         "does not take one float32 [N, 29] input"),
