@@ -1,16 +1,23 @@
-"""The serving benchmark: wrk on loopback against three servers, one after the other.
+"""The serving benchmark: wrk on loopback against four servers, all on the same machine.
 
 1. service   this service under gunicorn (service/gunicorn_conf.py) with the trained model;
-2. baseline  Flask's development server calling Keras model.predict per request (baseline.py);
-3. ceiling   the service with a constant prediction instead of the model (ceiling.py).
+2. bare      the bare framework: Flask on the same gunicorn settings, the same JSON body
+             parsed, a constant answer (bare.py): the ceiling for what the service adds;
+3. constant  the service with a constant prediction instead of the model (constant.py): the
+             model's share;
+4. baseline  Flask's development server calling Keras model.predict per request (baseline.py).
 
-For each: requests per second, p50 and p99 latency at concurrency 1 and 32 (one row per
-request, in TF Serving's row format keyed by feature name). For the service also: the
-server-side p50 of a 1024-row request (its Server-Timing header), the cold start (process
-start to /readyz 200) and the memory of each worker. Prints a report and writes it to
-bench/RESULTS.md (unless --no-write), next to the hand-written notes kept there.
+service, bare and constant run side by side and are loaded in turn, round after round, so a
+busy moment of the (shared) machine touches all three alike; each figure is the median of the
+rounds. For each: requests per second, p50 and p99 latency at concurrency 1 and 32 (one row
+per request, in TF Serving's row format keyed by feature name). For the service also: the
+slow-client scenario (ordinary clients at concurrency 32 while 200 connections stall or
+trickle, bench/slow_clients.py, against the same with none), the server-side p50 of a
+1024-row request (its Server-Timing header), the cold start (process start to /readyz 200)
+and the memory of each worker. Prints a report and writes it to bench/RESULTS.md (unless
+--no-write), next to the hand-written notes kept there.
 
-    .venv/bin/python -m bench.run [--model-dir DIR] [--duration 15] [--only service] ...
+    .venv/bin/python -m bench.run [--model-dir DIR] [--duration 15] [--rounds 2] ...
 """
 from __future__ import annotations
 
@@ -34,8 +41,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
 MARKER = "<!-- bench/run.py writes below this line; the notes above are kept -->"
-TARGETS = {"ratio_ceiling": 0.85, "ratio_baseline": 50.0, "p99_ms": 15.0, "batch_p50_ms": 5.0,
-           "cold_start_s": 1.0, "rss_mb": 150.0}
+TARGETS = {"ratio_bare": 0.9, "ratio_constant": 0.85, "ratio_baseline": 50.0, "p99_ms": 15.0,
+           "slow_p99_ratio": 2.0, "batch_p50_ms": 5.0, "cold_start_s": 1.0, "rss_mb": 150.0}
+SLOW_CLIENTS = 200
+# Headers within gunicorn's keepalive (5 s), then the body within BODY_TIMEOUT (10 s); 1 s
+# for the scheduling of a busy machine.
+SLOW_HELD_S = 5 + 10 + 1
 # wrk's Lua hooks: POST the body, and print the figures as one JSON line at the end.
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -197,18 +208,52 @@ def service_command(app: str, extra: list[str]) -> list[str]:
             *extra, app]
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median throughput among the rounds (its latencies come with it)."""
+    return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
+
+
+def show(label: str, run: dict) -> None:
+    print(f"    {label}: {run['rps']:.0f} rps, p50 {run['p50_us'] / 1000:.2f} ms, p99 "
+          f"{run['p99_us'] / 1000:.2f} ms, {run['errors']} errors", file=sys.stderr, flush=True)
+
+
+def slow_clients(server: Server, path: str, body: Path, rounds: int, seconds: int) -> dict:
+    """Ordinary clients (wrk, 32 connections) with no slow client, then while SLOW_CLIENTS
+    connections stall or trickle; alternated `rounds` times."""
+    from bench.slow_clients import SlowClients
+    idle, slow, held, memory = [], [], {}, []
+    for _ in range(rounds):
+        idle.append(wrk(server.port, path, body, 32, seconds))
+        show("c=32, no slow clients", idle[-1])
+        with SlowClients(server.port, SLOW_CLIENTS) as clients:
+            clients.wait_open()
+            slow.append(wrk(server.port, path, body, 32, seconds))
+            slow[-1]["slow_open"] = clients.open
+            memory.append(server.worker_memory())
+            summary = clients.summary()
+        show(f"c=32, {SLOW_CLIENTS} slow clients", slow[-1])
+        for kind, figures in summary.items():
+            held.setdefault(kind, {"closed": 0, "max_held_s": 0.0})
+            held[kind]["closed"] += figures["closed"]
+            held[kind]["max_held_s"] = max(held[kind]["max_held_s"], figures["max_held_s"] or 0)
+    return {"idle": median_run(idle), "slow": median_run(slow), "held": held,
+            "max_rss_mb": max(worker["rss_mb"] for workers in memory for worker in workers)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path,
                         default=Path(os.environ.get("MODEL_DIR") or "artifacts"))
     parser.add_argument("--model-name", default=os.environ.get("MODEL_NAME") or "model")
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternated runs per figure")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--only", choices=["service", "baseline", "ceiling"], nargs="+",
-                        default=["service", "baseline", "ceiling"])
+    servers = ["service", "bare", "constant", "baseline"]
+    parser.add_argument("--only", choices=servers, nargs="+", default=servers)
     parser.add_argument("--gunicorn-args", default="",
-                        help="extra gunicorn options for service and ceiling (to compare "
-                             "settings), e.g. '--worker-class gthread --threads 4'")
+                        help="extra gunicorn options for service, bare and constant (to "
+                             "compare settings), e.g. '--worker-class sync'")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     model_dir = args.model_dir.resolve()
@@ -234,38 +279,61 @@ def main(argv=None) -> int:
     extra = args.gunicorn_args.split()
     commands = {
         "service": service_command("service:create_app()", extra),
-        "ceiling": service_command("bench.ceiling:create_app()", extra),
+        "bare": service_command("bench.bare:create_app()", extra),
+        "constant": service_command("bench.constant:create_app()", extra),
         "baseline": [str(ROOT / ".venv" / "bin" / "python"), "bench/baseline.py",
                      str(model_dir), "{port}"],
     }
     report = {"machine": machine(), "settings": args.gunicorn_args or "service/gunicorn_conf.py",
-              "duration_s": args.duration, "servers": {}}
-    for label in args.only:
-        print(f"==> {label}", file=sys.stderr, flush=True)
-        server = Server(label, commands[label], env)
-        try:
-            figures = {"cold_start_s": server.cold_start, "runs": {}}
+              "duration_s": args.duration, "rounds": args.rounds, "servers": {}}
+    alternated = [label for label in args.only if label != "baseline"]
+    running = {label: Server(label, commands[label], env) for label in alternated}
+    try:
+        runs = {label: {c: [] for c in args.concurrency} for label in alternated}
+        for round_ in range(args.rounds):
             for connections in args.concurrency:
-                figures["runs"][connections] = run = wrk(server.port, path, one_row,
-                                                         connections, args.duration)
-                print(f"    c={connections}: {run['rps']:.0f} rps, p50 "
-                      f"{run['p50_us'] / 1000:.2f} ms, p99 {run['p99_us'] / 1000:.2f} ms, "
-                      f"{run['errors']} errors", file=sys.stderr, flush=True)
-            if label == "service":
-                figures["memory"] = server.worker_memory()
-                figures["batch_1024"] = {kind: batch_latency(server.port, path, body, 200)
-                                         for kind, body in batch_bodies.items()}
-                colds = [figures["cold_start_s"]]
-                server.stop()
-                for _ in range(4):
-                    again = Server(label, commands[label], env)
-                    colds.append(again.cold_start)
-                    again.stop()
-                figures["cold_start_s"] = statistics.median(colds)
-                figures["cold_starts_s"] = colds
+                for label in alternated:
+                    runs[label][connections].append(
+                        wrk(running[label].port, path, one_row, connections, args.duration))
+                    show(f"round {round_ + 1}, {label}, c={connections}",
+                         runs[label][connections][-1])
+        for label in alternated:
+            report["servers"][label] = {"runs": {c: median_run(runs[label][c])
+                                                 for c in args.concurrency}}
+        for label in alternated:
+            if label != "service":
+                running.pop(label).stop()
+        if "service" in running:
+            server = running["service"]
+            figures = report["servers"]["service"]
+            figures["memory"] = server.worker_memory()
+            print("==> service: slow clients", file=sys.stderr, flush=True)
+            figures["slow_clients"] = slow_clients(server, path, one_row, args.rounds,
+                                                   args.duration)
+            figures["batch_1024"] = {kind: batch_latency(server.port, path, body, 200)
+                                     for kind, body in batch_bodies.items()}
+            colds = [server.cold_start]
+            running.pop("service").stop()
+            for _ in range(4):
+                again = Server("service", commands["service"], env)
+                colds.append(again.cold_start)
+                again.stop()
+            figures["cold_start_s"] = statistics.median(colds)
+            figures["cold_starts_s"] = colds
+    finally:
+        for server in running.values():
+            server.stop()
+    if "baseline" in args.only:
+        print("==> baseline", file=sys.stderr, flush=True)
+        server = Server("baseline", commands["baseline"], env)
+        try:
+            report["servers"]["baseline"] = {"runs": {}}
+            for connections in args.concurrency:
+                run = wrk(server.port, path, one_row, connections, args.duration)
+                report["servers"]["baseline"]["runs"][connections] = run
+                show(f"baseline, c={connections}", run)
         finally:
             server.stop()
-        report["servers"][label] = figures
     report["machine"]["load_after"] = os.getloadavg()
     shutil.rmtree(work)
     text = render(report, args.concurrency)
@@ -283,7 +351,8 @@ def render(report: dict, concurrency: list[int]) -> str:
              f"{'/'.join(f'{x:.2f}' for x in m['load_before'])}, after "
              f"{'/'.join(f'{x:.2f}' for x in m['load_after'])} (1/5/15 min; the machine is "
              f"shared). wrk on loopback, {report['duration_s']} s per run, one row per request "
-             f"(row format, keyed by feature name). gunicorn: {report['settings']}.", "",
+             f"(row format, keyed by feature name); service, bare and constant alternated, "
+             f"median of {report['rounds']} rounds. gunicorn: {report['settings']}.", "",
              "| server | concurrency | requests/s | p50 ms | p99 ms | errors |",
              "| --- | --- | --- | --- | --- | --- |"]
     servers = report["servers"]
@@ -293,6 +362,23 @@ def render(report: dict, concurrency: list[int]) -> str:
             lines.append(f"| {label} | {connections} | {run['rps']:.0f} | "
                          f"{run['p50_us'] / 1000:.2f} | {run['p99_us'] / 1000:.2f} | "
                          f"{run['errors']} |")
+    service = servers.get("service")
+    if service and "slow_clients" in service:
+        slow = service["slow_clients"]
+        lines += ["", f"Slow clients: the service, wrk at 32 connections, with no other client "
+                      f"and while {SLOW_CLIENTS} connections (a quarter each: headers never "
+                      f"finished, headers at one byte a second, body stalled after one byte, "
+                      f"body at one byte a second; each reopened when the server closes it) "
+                      f"are held open:", "",
+                  "| ordinary clients | requests/s | p50 ms | p99 ms | errors |",
+                  "| --- | --- | --- | --- | --- |"]
+        for label, run in (("alone", slow["idle"]), (f"with {SLOW_CLIENTS} slow", slow["slow"])):
+            lines.append(f"| {label} | {run['rps']:.0f} | {run['p50_us'] / 1000:.2f} | "
+                         f"{run['p99_us'] / 1000:.2f} | {run['errors']} |")
+        lines += ["", "| slow connection | closed by the server | longest held open s |",
+                  "| --- | --- | --- |"]
+        for kind, figures in slow["held"].items():
+            lines.append(f"| {kind} | {figures['closed']} | {figures['max_held_s']:.1f} |")
     lines += ["", "| target | figure | met |", "| --- | --- | --- |"]
     top = max(concurrency)
 
@@ -300,13 +386,18 @@ def render(report: dict, concurrency: list[int]) -> str:
         met = figure >= target if higher else figure <= target
         lines.append(f"| {name} | {text} | {'yes' if met else '**no**'} |")
 
-    service = servers.get("service")
     if service:
+        if "bare" in servers:
+            for connections in concurrency:
+                ratio = (service["runs"][connections]["rps"]
+                         / servers["bare"]["runs"][connections]["rps"])
+                check(f"throughput at c={connections} >= {TARGETS['ratio_bare']} x bare Flask",
+                      ratio, TARGETS["ratio_bare"], f"{ratio:.2f} x")
         rps = service["runs"][top]["rps"]
-        if "ceiling" in servers:
-            ratio = rps / servers["ceiling"]["runs"][top]["rps"]
-            check(f"throughput at c={top} >= {TARGETS['ratio_ceiling']} x ceiling", ratio,
-                  TARGETS["ratio_ceiling"], f"{ratio:.2f} x")
+        if "constant" in servers:
+            ratio = rps / servers["constant"]["runs"][top]["rps"]
+            check(f"throughput at c={top} >= {TARGETS['ratio_constant']} x constant model",
+                  ratio, TARGETS["ratio_constant"], f"{ratio:.2f} x")
         if "baseline" in servers:
             ratio = rps / servers["baseline"]["runs"][top]["rps"]
             check(f"throughput at c={top} >= {TARGETS['ratio_baseline']:g} x baseline", ratio,
@@ -314,19 +405,34 @@ def render(report: dict, concurrency: list[int]) -> str:
         p99 = service["runs"][top]["p99_us"] / 1000
         check(f"p99 at c={top} <= {TARGETS['p99_ms']:g} ms", p99, TARGETS["p99_ms"],
               f"{p99:.2f} ms", higher=False)
-        for kind, figures in service["batch_1024"].items():
+        if "slow_clients" in service:
+            slow = service["slow_clients"]
+            ratio = slow["slow"]["p99_us"] / slow["idle"]["p99_us"]
+            check(f"p99 with {SLOW_CLIENTS} slow clients <= {TARGETS['slow_p99_ratio']:g} x "
+                  f"without, no error", ratio if slow["slow"]["errors"] == 0 else float("inf"),
+                  TARGETS["slow_p99_ratio"], f"{ratio:.2f} x, {slow['slow']['errors']} errors",
+                  higher=False)
+            longest = max(figures["max_held_s"] for figures in slow["held"].values())
+            check(f"slow connections closed within {SLOW_HELD_S} s", longest, SLOW_HELD_S,
+                  f"{longest:.1f} s", higher=False)
+            check(f"RSS per worker with slow clients <= {TARGETS['rss_mb']:g} MB",
+                  slow["max_rss_mb"], TARGETS["rss_mb"], f"{slow['max_rss_mb']:.0f} MB",
+                  higher=False)
+        for kind, figures in service.get("batch_1024", {}).items():
             check(f"1024 rows ({kind}), server-side p50 <= {TARGETS['batch_p50_ms']:g} ms",
                   figures["server_p50_ms"], TARGETS["batch_p50_ms"],
                   f"{figures['server_p50_ms']:.2f} ms (round trip "
                   f"{figures['client_p50_ms']:.2f} ms)", higher=False)
-        cold = service["cold_start_s"]
-        check(f"cold start to /readyz 200 <= {TARGETS['cold_start_s']:g} s", cold,
-              TARGETS["cold_start_s"], f"{cold:.2f} s (median of "
-              f"{', '.join(f'{x:.2f}' for x in service['cold_starts_s'])})", higher=False)
-        worst = max(worker["rss_mb"] for worker in service["memory"])
-        check(f"RSS per worker <= {TARGETS['rss_mb']:g} MB", worst, TARGETS["rss_mb"],
-              ", ".join(f"{w['rss_mb']:.0f} MB (PSS {w['pss_mb']:.0f})"
-                        for w in service["memory"]), higher=False)
+        if "cold_starts_s" in service:
+            cold = service["cold_start_s"]
+            check(f"cold start to /readyz 200 <= {TARGETS['cold_start_s']:g} s", cold,
+                  TARGETS["cold_start_s"], f"{cold:.2f} s (median of "
+                  f"{', '.join(f'{x:.2f}' for x in service['cold_starts_s'])})", higher=False)
+        if "memory" in service:
+            worst = max(worker["rss_mb"] for worker in service["memory"])
+            check(f"RSS per worker <= {TARGETS['rss_mb']:g} MB", worst, TARGETS["rss_mb"],
+                  ", ".join(f"{w['rss_mb']:.0f} MB (PSS {w['pss_mb']:.0f})"
+                            for w in service["memory"]), higher=False)
     return "\n".join(lines) + "\n"
 
 

@@ -1,9 +1,8 @@
-"""CEILING, NOT THE SERVICE: the service itself, same app, same gunicorn settings, same JSON
-parsing and validation, with the model call replaced by a constant. What the service does
-at best on this machine if inference were free; the benchmark's throughput target is a
-fraction of this.
+"""THE SERVICE WITH A CONSTANT MODEL, NOT THE SERVICE: the same app, gunicorn settings, JSON
+parsing, validation, metrics and logs, with the model call replaced by a constant. What the
+service would do if inference were free: the model's share of the time per request.
 
-    MODEL_DIR=... gunicorn -c service/gunicorn_conf.py 'bench.ceiling:create_app()'
+    MODEL_DIR=... gunicorn -c service/gunicorn_conf.py 'bench.constant:create_app()'
 """
 import numpy as np
 
