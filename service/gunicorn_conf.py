@@ -78,6 +78,7 @@ graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT") or 30)
 keepalive = 5
 # The app logs one JSON line per request; gunicorn's access log would repeat it.
 accesslog = None
+logger_class = "service.logs.GunicornLogger"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

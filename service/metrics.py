@@ -26,6 +26,30 @@ MODEL = Gauge("model_info", "The model this service loaded",
               ["model_name", "model_version", "sha256"], multiprocess_mode="max")
 
 
+# The labelled children, looked up once: labels() validates and locks on every call. Bounded,
+# as a client chooses the method (a label too).
+_children: dict[tuple, object] = {}
+
+
+def _child(metric, *labels):
+    child = _children.get((metric, labels))
+    if child is None:
+        child = metric.labels(*labels)
+        if len(_children) < 1000:
+            _children[(metric, labels)] = child
+    return child
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency."""
+    _child(REQUESTS, method, route, status).inc()
+    _child(LATENCY, route).observe(seconds)
+
+
+def count_rows(model_name: str, model_version: str, rows: int) -> None:
+    _child(ROWS, model_name, model_version).inc(rows)
+
+
 def exposition() -> tuple[bytes, str]:
     """The text a scrape gets, and its content type."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -15,7 +15,6 @@ slow connection cannot stay open for ever:
 from __future__ import annotations
 
 import io
-import logging
 import os
 
 import gevent
@@ -24,9 +23,9 @@ from gunicorn.http.body import Body
 from gunicorn.workers.ggevent import GeventWorker
 
 from service.config import Config
-from service.metrics import LATENCY, REQUESTS
+from service.logs import log_request
+from service.metrics import observe_request
 
-log = logging.getLogger("service")
 INCOMPLETE = "(incomplete body)"
 
 
@@ -68,9 +67,8 @@ class ServiceWorker(GeventWorker):
         sock.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
                      b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
                      % (len(payload), payload))
-        REQUESTS.labels(req.method, INCOMPLETE, 408).inc()
-        LATENCY.labels(INCOMPLETE).observe(elapsed)
-        log.info("request", extra={"method": req.method, "path": req.path, "route": INCOMPLETE,
-                                   "status": 408, "latency_ms": round(elapsed * 1000, 3),
-                                   "remote_addr": addr[0] if isinstance(addr, tuple) else addr,
-                                   "error": message})
+        observe_request(req.method, INCOMPLETE, 408, elapsed)
+        log_request({"method": req.method, "path": req.path, "route": INCOMPLETE, "status": 408,
+                     "latency_ms": round(elapsed * 1000, 3),
+                     "remote_addr": addr[0] if isinstance(addr, tuple) else addr,
+                     "error": message})

@@ -216,3 +216,56 @@ def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env,
     assert "unknown version 9.9.9; known releases: " in unknown.stderr
     assert "1.0.0, 2.0.0, 2.1.0\n" in unknown.stderr  # in semantic-version order
     serving("2.0.0")
+
+
+def test_slow_clients_do_not_starve_the_image(engine, images, model_dir):
+    """The image's own server with one CPU (`--cpus 1`: one worker, from the cgroup quota)
+    holds 200 connections that stall or trickle (bench/slow_clients.py), answers ordinary
+    requests promptly all the while, and closes the slow ones within its documented limits
+    (headers 5 s, body 10 s)."""
+    from bench.slow_clients import KINDS, SlowClients
+
+    port = free_port()
+    container = engine.containers.run(
+        images["1.0.0"], detach=True, network_mode="host", read_only=True,
+        tmpfs={"/tmp": ""}, nano_cpus=10**9, environment={"PORT": str(port)},
+        name=f"slow-clients-{uuid.uuid4().hex[:8]}")
+    base = f"http://127.0.0.1:{port}"
+    rows = sample_rows(json.loads((model_dir / "manifest.json").read_text())["schema"])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, container.logs().decode()[-2000:]
+            time.sleep(0.1)
+        assert container.logs().decode().count("Booting worker") == 1
+        with SlowClients(port, 200) as clients:
+            clients.wait_open()
+            assert clients.open == 200
+            times = []
+            for _ in range(20):
+                started = time.monotonic()
+                response = requests.post(f"{base}/v1/models/model:predict",
+                                         json={"instances": rows}, timeout=3)
+                times.append(time.monotonic() - started)
+                assert response.status_code == 200, response.text
+            times.sort()
+            print(f"ordinary requests beside 200 slow connections: median {times[10]:.3f} s, "
+                  f"max {times[-1]:.3f} s")
+            assert times[10] < 0.5
+            deadline = time.monotonic() + 20
+            while not all(clients.held[kind] for kind in KINDS):
+                assert time.monotonic() < deadline, clients.summary()
+                time.sleep(0.2)
+            held = clients.summary()
+        print(f"slow connections closed by the server: {held}")
+        assert all(figures["max_held_s"] <= 5 + 10 + 1 for figures in held.values()), held
+        logs = [json.loads(line) for line in container.logs().decode().splitlines()]
+        assert any(line.get("status") == 408 and line["route"] == "(incomplete body)"
+                   for line in logs)
+    finally:
+        container.remove(force=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import threading
 from pathlib import Path
 
@@ -376,35 +375,28 @@ def test_request_ids(client):
     assert float(given.headers["Server-Timing"].split("dur=")[1]) >= 0
 
 
-@pytest.fixture
-def records():
-    """The log records of the `service` logger (it does not propagate to the root's)."""
-    captured = []
-    handler = logging.Handler()
-    handler.emit = captured.append
-    logger = logging.getLogger("service")
-    logger.addHandler(handler)
-    yield captured
-    logger.removeHandler(handler)
+def request_lines(capsys) -> list[dict]:
+    """The JSON lines the requests so far wrote to stderr (service/logs.py, log_request)."""
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines()
+            if '"message":"request"' in line]
 
 
-def test_one_log_line_per_request_without_feature_values(client, records, real_rows):
+def test_one_log_line_per_request_without_feature_values(client, capsys, real_rows):
+    capsys.readouterr()
     post(client, {"instances": real_rows[:2]}, headers={"X-Request-ID": "trace-1"})
-    [record] = [r for r in records if r.getMessage() == "request"]
-    assert (record.method, record.path, record.status, record.rows, record.request_id) == (
+    [line] = request_lines(capsys)
+    assert (line["method"], line["path"], line["status"], line["rows"], line["request_id"]) == (
         "POST", PREDICT, 200, 2, "trace-1")
-    assert record.latency_ms >= 0 and record.route == "/v1/models/{name}:predict"
-    assert not hasattr(record, "features")
-    from service.logs import JsonFormatter
-    line = json.loads(JsonFormatter().format(record))
-    assert line["request_id"] == "trace-1" and line["level"] == "info"
+    assert line["latency_ms"] >= 0 and line["route"] == "/v1/models/{name}:predict"
+    assert line["level"] == "info" and line["logger"] == "service" and "features" not in line
 
 
-def test_feature_values_are_logged_only_when_asked(model_dir, records, real_rows):
+def test_feature_values_are_logged_only_when_asked(model_dir, capsys, real_rows):
     client = create_app(Config(model_dir=model_dir, log_features=True)).test_client()
+    capsys.readouterr()
     post(client, {"instances": real_rows[:1]})
-    [record] = [r for r in records if r.getMessage() == "request"]
-    assert record.features == [[pytest.approx(v) for v in real_rows[0].values()]]
+    [line] = request_lines(capsys)
+    assert line["features"] == [[pytest.approx(v) for v in real_rows[0].values()]]
 
 
 def test_errors_outside_v1_are_json(client):
