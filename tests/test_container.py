@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import time
+import uuid
 
 import pytest
 import requests

@@ -316,3 +316,53 @@ def test_try_it_page_in_a_browser(start, example, model_dir):
         assert not browser.find_element(By.ID, "result").is_displayed()
     finally:
         browser.quit()
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({}, 4),                                                     # no cgroup: the affinity
+    ({"cpu.max": "max 100000\n"}, 4),                            # v2, no quota
+    ({"cpu.max": "150000 100000\n"}, 2),                         # v2, 1.5 CPUs
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # v1
+    ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),
+    ({"cpu.max": "800000 100000\n"}, 4),                         # more quota than CPUs
+])
+def test_workers_follow_the_cpus_the_container_may_use(files, expected, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    from service.gunicorn_conf import cpus_available
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpus_available(str(tmp_path)) == expected
+
+
+def test_a_slow_body_gets_408_and_a_stalled_header_is_closed(start, example):
+    """Without the deadlines a stalled connection holds its greenlet for ever: the body after
+    BODY_TIMEOUT gets a 408, logged and counted; headers unfinished after keepalive (5 s)
+    are closed unanswered; an ordinary request meanwhile is answered at once."""
+    server = start(env={"BODY_TIMEOUT": "1", "WEB_CONCURRENCY": "1"})
+    server.wait_ready()
+    body = json.dumps({"instances": [example]}).encode()
+    slow_body = socket.create_connection(("127.0.0.1", server.port))
+    slow_body.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                      f"\r\n".encode() + body[:5])
+    slow_headers = socket.create_connection(("127.0.0.1", server.port))
+    slow_headers.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\n".encode())
+    for connection in (slow_body, slow_headers):
+        connection.settimeout(10)  # without the deadlines: socket.timeout, not a hang
+    started = time.monotonic()
+    assert call(server.port, "POST", PREDICT, body, timeout=2)[0] == 200
+    answer = slow_body.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"BODY_TIMEOUT" in answer and 0.9 < time.monotonic() - started < 3
+    assert slow_headers.makefile("rb").read() == b""  # closed without an answer
+    assert 4.5 < time.monotonic() - started < 7
+    for connection in (slow_body, slow_headers):
+        connection.close()
+    text = call(server.port, "GET", "/metrics")[2].decode()
+    assert 'http_requests_total{method="POST",route="(incomplete body)",status="408"} 1.0' \
+        in text.splitlines()
+    assert server.stop() == 0
+    [line] = [json.loads(x) for x in server.log().splitlines() if '"status":408' in x]
+    assert line["route"] == "(incomplete body)" and "BODY_TIMEOUT" in line["error"]
