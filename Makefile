@@ -57,15 +57,32 @@ $(VENV)/.extra-%: pyproject.toml
 	[ -f $(VENV)/.installed ] || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[$*]' >&2
 	touch $@
 
-lint: install ## flake8, hadolint, shellcheck, and zizmor and the schemas over .github
+# checkov (the Kubernetes manifests' linter) pins an older `packaging` than pytest needs: it
+# lives in a venv of its own.
+CHECKOV := $(VENV)/checkov/bin/checkov
+$(CHECKOV):
+	$(call say,install: checkov in $(VENV)/checkov)
+	python3 -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
+
+lint: install $(CHECKOV) ## flake8, hadolint, shellcheck, zizmor and the schemas over .github, the Kubernetes manifests
 	$(call say,lint: flake8 then hadolint then shellcheck then zizmor and check-jsonschema over .github)
 	$(VENV)/bin/flake8
 	$(VENV)/bin/hadolint Dockerfile
-	shellcheck .ci/run .ci/provision
+	shellcheck .ci/run .ci/provision .ci/cluster
 	$(VENV)/bin/zizmor --offline --min-severity medium --no-progress .github
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(call say,lint: each Kubernetes overlay as a deploy renders it: strict schema validation and checkov)
+	@rendered=$$(mktemp -d); trap 'rm -rf "$$rendered"' EXIT; \
+	for overlay in deploy/k8s/overlays/*/; do \
+	  environment=$$(basename "$$overlay"); echo "render $$overlay"; \
+	  DEPLOY_ENVIRONMENT=$$environment KUBECTL=$(VENV)/bin/kubectl $(PY) -m deploy manifests \
+	    "$(REGISTRY)/$(IMAGE)@sha256:$$(printf '%064d' 0)" > "$$rendered/$$environment.yaml"; \
+	done; \
+	$(VENV)/bin/kubernetes-validate --strict --quiet "$$rendered"/*.yaml; \
+	$(CHECKOV) --quiet --compact --skip-download --framework kubernetes --directory "$$rendered"
 
 test: install ## the whole test suite, with coverage (training/ must stay at 85% or more)
 	$(call say,test: pytest)

@@ -1,4 +1,4 @@
-"""python -m deploy {build,smoke,push,candidate,promote,deploy,rollback,status,releases}
+"""python -m deploy {build,smoke,push,candidate,promote,deploy,rollback,status,releases,manifests}
 
 Settings come from the Makefile's contract variables (IMAGE, VERSION, REGISTRY, PORT,
 MODEL_NAME, MODEL_DIR, DEPLOY_TARGET, DOCKER, BASE_IMAGE, DOCKER_HOST) in the environment.
@@ -16,7 +16,8 @@ import docker.errors
 import requests
 
 from deploy import image, promote, releases
-from deploy.docker_driver import DeployError
+from deploy.docker_driver import DeployError, Release
+from deploy.kubernetes_driver import KubernetesDriver
 from deploy.registry import PRODUCTION_TAG, Registry, RegistryError
 from deploy.settings import Settings
 from deploy.smoke import smoke
@@ -45,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--reference", action="store_true",
                         help="print only the deployed image reference (nothing when none)")
     commands.add_parser("releases", help="the releases in the registry, oldest first")
+    manifests = commands.add_parser(
+        "manifests", help="print what DEPLOY_TARGET=kubernetes applies: the overlay of "
+                          "DEPLOY_ENVIRONMENT with an image by digest")
+    manifests.add_argument("reference", help="the image, REPOSITORY@sha256:...")
     return main
 
 
@@ -66,6 +71,9 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         print(f"pushed {settings.remote}:{settings.version} ({digest})")
     elif args.command in ("candidate", "promote"):
         promote_commit(args.command, settings)
+    elif args.command == "manifests":
+        release = Release(settings.version, args.reference)
+        print(KubernetesDriver(settings).render(release), end="")
     elif args.command == "releases":
         registry = Registry(settings.registry)
         production = registry.digest(settings.repository, PRODUCTION_TAG)

@@ -92,6 +92,9 @@ class KubernetesDriver:
                 lines.append(f"namespace: {json.dumps(self.settings.namespace)}")
             if release:
                 name, _, digest = release.reference.rpartition("@")
+                if not name or not digest.startswith("sha256:"):
+                    raise DeployError(f"{release.reference} is not an image by digest "
+                                      "(REPOSITORY@sha256:...)")
                 lines += ["images:", "  - name: model-service", f"    newName: {json.dumps(name)}",
                           f"    digest: {json.dumps(digest)}",
                           "commonAnnotations:",
