@@ -1,9 +1,12 @@
 """TensorFlow Serving's REST API (/v1/...), so a client written for tensorflow_model_server
 works unchanged. Like TF Serving, one handler takes every path under /v1/ and matches it with
 TF Serving's own regular expressions (case-insensitive, labels included); anything else there,
-or another method, is a 400 "Malformed request". Differences, on purpose: NaN/Infinity and
-values outside the schema's range are refused; plain lists of numbers are accepted next to
-objects keyed by feature name; there is no classify/regress signature.
+or another method, is a 400 "Malformed request". The answer is the model's output as TF
+Serving gives it, one row per example: binary [[p_positive], ...], multiclass
+[[p_label1, ..., p_labelK], ...] in the schema's label order, regression [[value], ...].
+Differences, on purpose: NaN/Infinity and values outside the schema's range are refused; plain
+lists of values are accepted next to objects keyed by feature name; there is no
+classify/regress signature.
 """
 from __future__ import annotations
 
@@ -25,6 +28,10 @@ PREDICT = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/
 STATUS = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
                     r"(?:/(metadata))?", re.IGNORECASE)
 PREDICT_METHOD = "tensorflow/serving/predict"
+# The signature's output, by task (its shape is [-1, len(Schema.outputs)]).
+OUTPUT_NAME = {"binary": "probability", "multiclass": "probabilities", "regression": "value"}
+# A category's values are strings; numbers go in as TF Serving's float or int64 tensors.
+INPUT_DTYPE = {"float": "DT_FLOAT", "int": "DT_INT64", "category": "DT_STRING"}
 INT64_MAX = 2**63 - 1
 
 
@@ -107,9 +114,8 @@ def _predict(name: str, version: str | None, label: str | None) -> Response:
     g.rows = len(batch.rows)
     if state.config.log_features:
         g.features = batch.rows.tolist()
-    probabilities = predictor.predict(batch.rows)
     return json_response({"outputs" if batch.columnar else "predictions":
-                          probabilities.reshape(-1, 1)})
+                          predictor.predict(batch.rows)})
 
 
 def _body() -> bytes:
@@ -136,11 +142,13 @@ def _tensor(name: str, dtype: str, *sizes: int) -> dict:
 
 def metadata_body(name: str, predictor) -> dict:
     """The signature as TF Serving shows it (signature_def nested twice, sizes as strings):
-    one named input per feature, shape [-1], and the probability of the positive label."""
-    inputs = {feature.name: _tensor(f"{feature.name}:0",
-                                    "DT_INT64" if feature.dtype == "int" else "DT_FLOAT", -1)
-              for feature in predictor.schema.features}
-    outputs = {"probability": _tensor(predictor.output_tensor_name, "DT_FLOAT", -1, 1)}
+    one named input per feature, shape [-1], and one output [-1, K] named after what it is
+    (the positive label's probability; the labels' probabilities; the value)."""
+    schema = predictor.schema
+    inputs = {feature.name: _tensor(f"{feature.name}:0", INPUT_DTYPE[feature.dtype], -1)
+              for feature in schema.features}
+    outputs = {OUTPUT_NAME[schema.task]: _tensor(predictor.output_tensor_name, "DT_FLOAT", -1,
+                                                 len(schema.outputs))}
     return {"model_spec": {"name": name, "signature_name": "", "version": predictor.version},
             "metadata": {"signature_def": {"signature_def": {DEFAULT_SIGNATURE: {
                 "inputs": inputs, "outputs": outputs, "method_name": PREDICT_METHOD}}}}}

@@ -1,9 +1,12 @@
 """The OpenAPI 3.1 document, built from the loaded model's schema: the request formats with
-each feature's type and range, the answers, and every error the API gives."""
+each feature's type, range, categories and whether it may be null, the answer of the task
+(the positive label's probability, one probability per label, or the value), and every error
+the API gives."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app
 
+from contract.errors import InputError
 from service.api import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -18,14 +21,60 @@ def _error(description: str) -> dict:
 
 
 def _feature_schema(feature) -> dict:
-    schema = {"type": "integer" if feature.dtype == "int" else "number"}
-    if feature.minimum is not None:
-        schema["minimum"] = feature.minimum
-    if feature.maximum is not None:
-        schema["maximum"] = feature.maximum
-    if feature.description:
-        schema["description"] = feature.description
+    if feature.is_category:
+        schema = {"enum": [*feature.categories, *_numbers_spelling(feature)]}
+    else:
+        schema = {"type": "integer" if feature.dtype == "int" else "number"}
+        if feature.minimum is not None:
+            schema["minimum"] = feature.minimum
+        if feature.maximum is not None:
+            schema["maximum"] = feature.maximum
+    if feature.nullable:
+        if "enum" in schema:
+            schema["enum"].append(None)
+        else:
+            schema["type"] = [schema["type"], "null"]
+    description = feature.description
+    if feature.nullable:
+        description = (description + " " if description else "") + "null: missing."
+    if description:
+        schema["description"] = description
     return schema
+
+
+def _numbers_spelling(feature) -> list:
+    """The numbers the contract's encoding takes for a category spelled like one (4 for "4")."""
+    numbers = []
+    for category in feature.categories:
+        try:
+            value = float(category)
+            number = int(value) if value.is_integer() else value
+            feature.encode(number)
+        except (ValueError, OverflowError, InputError):
+            continue
+        numbers.append(number)
+    return numbers
+
+
+def _output(schema) -> tuple[str, dict]:
+    """What predict answers for the task: a summary, and the schema of its rows."""
+    if schema is None:
+        return "The model's output for each row", {
+            "type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+    width = len(schema.outputs)
+    value = ({"type": "number"} if schema.task == "regression"
+             else {"type": "number", "minimum": 0, "maximum": 1})
+    rows = {"type": "array", "items": {"type": "array", "minItems": width, "maxItems": width,
+                                       "items": value}}
+    if schema.task == "binary":
+        summary = f"Probability of '{schema.positive_label}' for each row"
+    elif schema.task == "multiclass":
+        summary = (f"Probability of each label for each row, in this order: "
+                   f"{', '.join(schema.labels)}")
+    else:
+        summary = f"The predicted '{schema.target}' for each row"
+    rows["description"] = summary
+    return summary, rows
 
 
 def document(state) -> dict:
@@ -43,12 +92,10 @@ def document(state) -> dict:
     columns = {"type": "object", "required": names, "additionalProperties": False,
                "properties": {feature.name: {"type": "array", "items": _feature_schema(feature),
                                              **n_rows} for feature in features}}
-    probabilities = {"type": "array", "items": {
-        "type": "array", "minItems": 1, "maxItems": 1,
-        "items": {"type": "number", "minimum": 0, "maximum": 1}}}
-    positive = predictor.schema.positive_label if predictor else "the positive label"
+    summary, answers = _output(predictor.schema if predictor else None)
     errors = {"400": _error("Malformed JSON, wrong shape, types, features or values (NaN, "
-                            "Infinity, out of range), too many rows, unknown signature"),
+                            "Infinity, out of range, an unknown category, null where the "
+                            "feature is not nullable), too many rows, unknown signature"),
               "404": _error("No such model or version"),
               "413": _error(f"Body larger than {config.max_body_bytes} bytes"),
               "500": _error("Internal error"),
@@ -60,10 +107,11 @@ def document(state) -> dict:
                     "description": "Only the loaded model's version exists"
                                    + (f" ({predictor.version})" if predictor else "")}
     predict = {
-        "summary": f"Probability of '{positive}' for each row (TensorFlow Serving's predict)",
+        "summary": f"{summary} (TensorFlow Serving's predict)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "$ref": "#/components/schemas/PredictRequest"}}}},
-        "responses": {"200": {"description": "One probability per row, in request order",
+        "responses": {"200": {"description": "One output row per request row, in request "
+                                             "order",
                               "content": {"application/json": {"schema": {
                                   "$ref": "#/components/schemas/PredictResponse"}}}},
                       **errors}}
@@ -86,8 +134,11 @@ def document(state) -> dict:
         "openapi": "3.1.0",
         "info": {"title": f"Prediction service: {name}",
                  "version": predictor.version if predictor else "unavailable",
-                 "description": "TensorFlow Serving's REST API for one model. NaN, Infinity and "
-                                "values outside each feature's range are refused with a 400."},
+                 "description": "TensorFlow Serving's REST API for one model. Every feature is "
+                                "required in every row; a category is one of its strings; null "
+                                "stands for a missing value where the feature is nullable. NaN, "
+                                "Infinity and values outside each feature's range are refused "
+                                "with a 400."},
         "paths": {
             "/v1/models/{name}:predict": {"post": {**predict, "parameters": [model_path]}},
             "/v1/models/{name}/versions/{version}:predict": {
@@ -117,9 +168,9 @@ def document(state) -> dict:
                 "examples": [{"instances": [predictor.example()]}] if predictor else []},
             "PredictResponse": {"oneOf": [
                 {"type": "object", "required": ["predictions"], "additionalProperties": False,
-                 "properties": {"predictions": probabilities}},
+                 "properties": {"predictions": answers}},
                 {"type": "object", "required": ["outputs"], "additionalProperties": False,
-                 "properties": {"outputs": probabilities}}]},
+                 "properties": {"outputs": answers}}]},
         }},
     }
 

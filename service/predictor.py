@@ -44,11 +44,12 @@ class Predictor:
                              f"{self.manifest.model_sha256}: the model is not the one trained")
         self._local = threading.local()
         model = self._model()  # fails here, not on the first request
-        n_features = len(self.schema.features)
-        if (model.n_features, model.n_outputs) != (n_features, 1):
+        n_features, n_outputs = len(self.schema.features), len(self.schema.outputs)
+        if (model.n_features, model.n_outputs) != (n_features, n_outputs):
             raise ModelError(f"{path} does not take one float32 [N, {n_features}] input and "
-                             f"give one [N, 1] output: it takes [N, {model.n_features}] and "
-                             f"gives [N, {model.n_outputs}]")
+                             f"give one [N, {n_outputs}] output ({self._outputs_are()}): it "
+                             f"takes [N, {model.n_features}] and gives "
+                             f"[N, {model.n_outputs}]")
         self.input_tensor_name = model.input_name
         self.output_tensor_name = model.output_name
 
@@ -72,42 +73,60 @@ class Predictor:
         return model
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities of the positive label for a float32 [N, F] batch: shape [N]."""
-        return self._model().predict(rows)[:, 0]
+        """The model's output for a float32 [N, F] batch, [N, K] (see Schema.outputs): binary
+        the positive label's probability, multiclass one probability per label, regression
+        the value."""
+        return self._model().predict(rows)
 
-    def example(self) -> dict[str, float]:
+    def example(self) -> dict:
         """A row to show and to warm up with: the manifest's `example` (a real row of the
-        data) when training wrote one and it fits the schema, else mid-range values."""
-        names = self.schema.feature_names
+        data, as JSON values) when training wrote one and it fits the schema, else a typical
+        value for each feature."""
         example = self.manifest.example
-        if (example is not None and set(example) == set(names)
-                and all(_fits(feature, example[feature.name])
-                        for feature in self.schema.features)):
-            return {name: example[name] for name in names}
+        if example is not None and set(example) == set(self.schema.feature_names):
+            try:
+                self.encode(example)
+                return {name: example[name] for name in self.schema.feature_names}
+            except InputError:
+                pass  # not shown: typical values are
         return {feature.name: _typical(feature) for feature in self.schema.features}
 
-    def warm_up(self) -> float:
-        """Predict the example row once; the service is ready only when this gives a
-        probability."""
-        row = self.example()
-        x = np.array([[row[name] for name in self.schema.feature_names]], dtype=np.float32)
-        probability = float(self.predict(x)[0])
-        if not 0.0 <= probability <= 1.0:
-            raise ModelError(f"{self.model_dir / MODEL_FILE} answered {probability} for the "
-                             f"example row, not a probability")
-        return probability
+    def encode(self, row: dict) -> np.ndarray:
+        """One row of JSON values, keyed by feature name, as the model's float32 [1, F]."""
+        return np.array([[feature.encode(row[feature.name]) for feature in self.schema.features]],
+                        dtype=np.float32)
+
+    def warm_up(self) -> list[float]:
+        """Predict the example row once; the service is ready only when the answer is what the
+        task promises (probabilities, or a finite value). Returns that answer."""
+        output = self.predict(self.encode(self.example()))[0].tolist()
+        if not self._as_promised(output):
+            raise ModelError(f"{self.model_dir / MODEL_FILE} answered {output} for the example "
+                             f"row, not {self._outputs_are()}")
+        return output
+
+    def _as_promised(self, output: list[float]) -> bool:
+        if not all(math.isfinite(value) for value in output):
+            return False
+        if self.schema.task == "regression":
+            return True
+        if not all(0.0 <= p <= 1.0 for p in output):
+            return False
+        # float32 softmax sums to 1 within a few 1e-7
+        return self.schema.task != "multiclass" or abs(sum(output) - 1.0) <= 1e-4
+
+    def _outputs_are(self) -> str:
+        task, outputs = self.schema.task, self.schema.outputs
+        if task == "binary":
+            return f"the probability of {outputs[0]!r}"
+        if task == "multiclass":
+            return f"{len(outputs)} probabilities summing to 1, of {', '.join(outputs)}"
+        return f"a finite value of {outputs[0]!r}"
 
 
-def _fits(feature, value) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return False
-    if feature.dtype == "int" and value != int(value):
-        return False
-    return ((feature.minimum is None or value >= feature.minimum)
-            and (feature.maximum is None or value <= feature.maximum))
-
-
-def _typical(feature) -> float:
+def _typical(feature):
+    if feature.is_category:
+        return feature.categories[0]
     low, high = feature.minimum, feature.maximum
     if low is not None and high is not None:
         value = (low + high) / 2

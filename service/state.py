@@ -45,7 +45,7 @@ def load(config: Config, predictor: Predictor | None = None) -> ServiceState:
     started = time.perf_counter()
     try:
         predictor = predictor or Predictor(config.model_dir)
-        probability = predictor.warm_up()
+        output = predictor.warm_up()
     except ModelError as error:
         return _unready(config, str(error))
     except Exception as error:  # noqa: BLE001 - a model file can break LiteRT in many ways
@@ -56,7 +56,7 @@ def load(config: Config, predictor: Predictor | None = None) -> ServiceState:
     log.info("model loaded", extra={
         "model_dir": str(config.model_dir), "model_name": config.model_name,
         "model_version": predictor.version, "sha256": manifest.model_sha256,
-        "features": len(predictor.schema.features), "warm_up_probability": probability,
+        "features": len(predictor.schema.features), "warm_up_output": output,
         "seconds": round(time.perf_counter() - started, 4)})
     return ServiceState(config, predictor, BatchParser(predictor.schema, config.max_rows), None)
 

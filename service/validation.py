@@ -5,7 +5,12 @@ names what is wrong: the key, the row, the feature.
 Accepted (F = the schema's features, in schema order; "named" = keyed by feature name):
   row format       {"instances": [{name: value, ...}, ...]}   or   {"instances": [[v1..vF], ...]}
   columnar format  {"inputs": {name: [v, ...], ...}}          or   {"inputs": [[v1..vF], ...]}
-Unlike TF Serving, NaN and Infinity are refused: a tabular model answers garbage for them.
+A value is a number for a float or int feature, one of the schema's `categories` (a string) for
+a category feature, and null for a missing value where the feature is `nullable`. Every feature
+is required in every row, nullable ones too (as TF Serving requires every named input): a
+missing value is sent as null, never left out. Each value becomes the model's input through the
+contract's encoding (contract/schema.py: a category its index, null NaN). Unlike TF Serving,
+NaN and Infinity are refused: a tabular model answers garbage for them.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from itertools import chain
 import numpy as np
 import orjson
 
-from contract.schema import Schema
+from contract.errors import InputError
+from contract.schema import FLOAT32_MAX, Schema
 
 DEFAULT_SIGNATURE = "serving_default"
 NUMBER_TYPES = frozenset((int, float))
@@ -87,6 +93,9 @@ class BatchParser:
         self._minimum = np.array([-np.inf if f.minimum is None else f.minimum for f in features])
         self._maximum = np.array([np.inf if f.maximum is None else f.maximum for f in features])
         self._integer = np.array([f.dtype == "int" for f in features])
+        # Numbers only, never null: the whole batch is checked at once in numpy.
+        self._all_numbers = not any(f.is_category or f.nullable for f in features)
+        self._encoders = [f.encode for f in features]
 
     def parse(self, document: dict) -> Batch:
         has_instances, has_inputs = "instances" in document, "inputs" in document
@@ -119,7 +128,7 @@ class BatchParser:
             return self._to_array(rows, "instances")
         for index, instance in enumerate(instances):
             if not isinstance(instance, list):
-                raise InvalidRequest(f"Expecting a list of {len(self.names)} numbers or an "
+                raise InvalidRequest(f"Expecting a list of {len(self.names)} values or an "
                                      f"object keyed by feature name, got {_json_type(instance)} "
                                      f"at item {index} of 'instances'")
         return self._plain_rows(instances, "instances")
@@ -141,7 +150,7 @@ class BatchParser:
             for index, row in enumerate(inputs):
                 if not isinstance(row, list):
                     raise InvalidRequest(f"'inputs' must be a list of rows of "
-                                         f"{len(self.names)} numbers ([N, {len(self.names)}]), "
+                                         f"{len(self.names)} values ([N, {len(self.names)}]), "
                                          f"but item {index} is {_json_type(row)}")
             return self._plain_rows(inputs, "inputs")
         if not isinstance(inputs, dict):
@@ -173,7 +182,7 @@ class BatchParser:
         for index, row in enumerate(rows):
             if len(row) != expected:
                 raise InvalidRequest(f"Expecting tensor size: {expected} but got: {len(row)} "
-                                     f"(item {index} of '{key}' must hold one number per "
+                                     f"(item {index} of '{key}' must hold one value per "
                                      f"feature, in schema order: {', '.join(self.names)})")
         return self._to_array(rows, key)
 
@@ -194,38 +203,40 @@ class BatchParser:
 
     def _to_array(self, rows, key: str) -> np.ndarray:
         """`rows` (each holding the features in schema order) as float32 [N, F]."""
-        # One flat list, then one pass over the types in C: faster than numpy's nested lists.
         flat = list(chain.from_iterable(rows))
+        if self._all_numbers:
+            batch = self._numbers(flat)
+            if batch is not None:
+                return batch
+        return self._encode(flat, key)
+
+    def _numbers(self, flat: list) -> np.ndarray | None:
+        """The fast path, for a schema of numbers only: one pass over the types in C, one
+        combined check in numpy (the same checks as the contract's encoding); None when a value
+        fails it, and the exact path then says which and why."""
         if not set(map(type, flat)) <= NUMBER_TYPES:
-            position = next(i for i, value in enumerate(flat) if type(value) not in NUMBER_TYPES)
-            index, column = divmod(position, len(self.names))
-            raise InvalidRequest(f"feature '{self.names[column]}' of item {index} of '{key}': "
-                                 f"expecting a number, got {_json_type(flat[position])}")
+            return None
         # orjson gives finite floats and int64s only (it refuses 1e999 and NaN).
         values = np.array(flat, dtype=np.float64).reshape(-1, len(self.names))
-        with np.errstate(over="ignore"):  # too large for float32 becomes inf: refused below
-            batch = values.astype(np.float32)
-        # One combined check on the way in; the reason is worked out only for a refusal.
-        inside = (values >= self._minimum) & (values <= self._maximum) & np.isfinite(batch)
+        inside = ((values >= self._minimum) & (values <= self._maximum)
+                  & (np.abs(values) <= FLOAT32_MAX))
         if self._integer.any():
             inside &= ~self._integer | (values == np.floor(values))
-        if not inside.all():
-            self._refuse(inside, values, key)
-        return batch
+        return values.astype(np.float32) if inside.all() else None
 
-    def _refuse(self, inside: np.ndarray, values: np.ndarray, key: str):
-        row, column = (int(i) for i in np.argwhere(~inside)[0])
-        feature, value = self.schema.features[column], values[row, column]
-        if not self._minimum[column] <= value <= self._maximum[column]:
-            low = "-inf" if feature.minimum is None else f"{feature.minimum:g}"
-            high = "inf" if feature.maximum is None else f"{feature.maximum:g}"
-            problem = f"is outside the schema's range [{low}, {high}]"
-        elif abs(value) > np.finfo(np.float32).max:
-            problem = "is too large for float32, the model's input type"
-        else:
-            problem = "is not an integer (the schema says int)"
-        raise InvalidRequest(f"feature '{feature.name}' of item {row} of '{key}' "
-                             f"{problem}: {value:g}")
+    def _encode(self, flat: list, key: str) -> np.ndarray:
+        """The exact path: every value through its feature's encoding, the first refusal
+        named with its row and feature."""
+        width, encoders = len(self.names), self._encoders
+        encoded = []
+        for position, value in enumerate(flat):
+            try:
+                encoded.append(encoders[position % width](value))
+            except InputError as problem:
+                row, column = divmod(position, width)
+                raise InvalidRequest(f"feature '{self.names[column]}' of item {row} of "
+                                     f"'{key}': {problem}") from None
+        return np.array(encoded, dtype=np.float32).reshape(-1, width)
 
 
 def _json_type(value) -> str:

@@ -1,21 +1,26 @@
-"""The service through Flask's test client on the session's real model: TensorFlow Serving's
-routes and shapes, every refusal, health, readiness, metrics, request ids and logs."""
+"""The service through Flask's test client on the session's real model (the active data set)
+and on a small model of each task: TensorFlow Serving's routes and shapes, the answer of each
+task, every refusal, health, readiness, metrics, request ids and logs."""
 from __future__ import annotations
 
-import csv
 import json
+import math
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from service_tasks import ROWS, SCHEMAS, active_data, encoded, real_rows as csv_rows, \
+    task_model_dir
 
+from contract.schema import Schema
 from service import create_app, state
 from service.config import Config
-from service.predictor import Predictor
+from service.predictor import ModelError, Predictor
+from service.validation import BatchParser
 
 PREDICT = "/v1/models/model:predict"
-DATA = Path(__file__).resolve().parents[1] / "data" / "wdbc.csv"
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +30,16 @@ def model(model_dir):
 
 @pytest.fixture(scope="module")
 def real_rows(model):
-    """Rows of the real data set, keyed by feature name (the model's own test of sense)."""
-    with open(DATA, newline="") as f:
-        rows = list(csv.DictReader(f))[:40]
-    return [{name: float(row[name]) for name in model.schema.feature_names} for row in rows]
+    """Rows of the active data set's CSV, as a client sends them (the model's test of sense)."""
+    schema, path = active_data()
+    assert schema == model.schema
+    return csv_rows(schema, path, 40)
+
+
+def numeric(model, bounded: bool = False):
+    """The first float or int feature (with a minimum, if `bounded`)."""
+    return next(f for f in model.schema.features
+                if not f.is_category and (f.minimum is not None or not bounded))
 
 
 def post(client, body, path=PREDICT, **kwargs):
@@ -71,6 +82,14 @@ def test_status_errors(client, path, status, message):
 
 
 def test_metadata_is_the_signature_from_the_schema(client, model):
+    body = metadata_of(client, model)
+    versioned = client.get(f"/v1/models/model/versions/{model.version}/metadata")
+    assert versioned.get_json() == body
+
+
+def metadata_of(client, model) -> dict:
+    """/v1/models/model/metadata, checked: one named input per feature (a category's values
+    are strings), one output [-1, K] named after what the task answers."""
     body = client.get("/v1/models/model/metadata").get_json()
     assert body["model_spec"] == {"name": "model", "signature_name": "",
                                   "version": model.version}
@@ -79,18 +98,34 @@ def test_metadata_is_the_signature_from_the_schema(client, model):
     assert list(signature["inputs"]) == list(model.schema.feature_names)
     for feature in model.schema.features:
         tensor = signature["inputs"][feature.name]
-        assert tensor["dtype"] == ("DT_INT64" if feature.dtype == "int" else "DT_FLOAT")
+        assert tensor["dtype"] == {"float": "DT_FLOAT", "int": "DT_INT64",
+                                   "category": "DT_STRING"}[feature.dtype]
         assert tensor["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}],
                                           "unknown_rank": False}
-    assert signature["outputs"]["probability"]["tensor_shape"]["dim"] == [
-        {"size": "-1", "name": ""}, {"size": "1", "name": ""}]
-    versioned = client.get(f"/v1/models/model/versions/{model.version}/metadata")
-    assert versioned.get_json() == body
+    name = {"binary": "probability", "multiclass": "probabilities",
+            "regression": "value"}[model.schema.task]
+    assert list(signature["outputs"]) == [name]
+    assert signature["outputs"][name]["tensor_shape"]["dim"] == [
+        {"size": "-1", "name": ""}, {"size": str(len(model.schema.outputs)), "name": ""}]
+    return body
+
+
+def check_answers(schema, predictions) -> np.ndarray:
+    """The answer the task promises for each row: [p_positive], one probability per label
+    (summing to 1), or [value]."""
+    got = np.array(predictions)
+    assert got.ndim == 2 and got.shape[1] == len(schema.outputs)
+    assert np.isfinite(got).all()
+    if schema.task != "regression":
+        assert ((0 <= got) & (got <= 1)).all()
+    if schema.task == "multiclass":
+        np.testing.assert_allclose(got.sum(axis=1), 1, atol=1e-5)
+    return got
 
 
 # --- predict ------------------------------------------------------------------------------
 
-def test_the_four_formats_give_the_same_probabilities(client, model, real_rows):
+def test_the_four_formats_give_the_same_answers(client, model, real_rows):
     names = model.schema.feature_names
     lists = [[row[name] for name in names] for row in real_rows]
     answers = {
@@ -103,8 +138,7 @@ def test_the_four_formats_give_the_same_probabilities(client, model, real_rows):
     for format_, response in answers.items():
         assert response.status_code == 200, (format_, response.get_json())
     expected = answers["named rows"].get_json()["predictions"]
-    assert len(expected) == len(real_rows)
-    assert all(len(p) == 1 and 0 <= p[0] <= 1 for p in expected)
+    assert len(check_answers(model.schema, expected)) == len(real_rows)
     assert answers["plain rows"].get_json() == {"predictions": expected}
     assert answers["named columns"].get_json() == {"outputs": expected}
     assert answers["plain columns"].get_json() == {"outputs": expected}
@@ -114,13 +148,17 @@ def test_predictions_are_the_keras_models(client, model_dir, real_rows, model):
     """The service's LiteRT answers match the Keras model that training saved."""
     import keras
     keras_model = keras.models.load_model(model_dir / "model.keras")
-    x = np.array([[row[name] for name in model.schema.feature_names] for row in real_rows],
-                 dtype=np.float32)
-    expected = keras_model.predict(x, verbose=0)[:, 0]
-    got = np.array(post(client, {"instances": real_rows}).get_json()["predictions"])[:, 0]
+    x = np.array(encoded(model.schema, real_rows), dtype=np.float32)
+    expected = keras_model.predict(x, verbose=0)
+    got = check_answers(model.schema,
+                        post(client, {"instances": real_rows}).get_json()["predictions"])
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    # the data set has both classes, and the model tells them apart
-    assert got.min() < 0.5 < got.max()
+    # the rows are not all alike, and the model tells them apart
+    if model.schema.task == "regression":
+        assert np.ptp(got) > 0
+    else:
+        decided = got.argmax(axis=1) if got.shape[1] > 1 else got[:, 0] >= 0.5
+        assert len(set(decided.tolist())) > 1
 
 
 def test_predict_variants_tf_serving_accepts(client, model, real_rows):
@@ -137,7 +175,11 @@ def test_predict_variants_tf_serving_accepts(client, model, real_rows):
         assert response.status_code == 200, (body, path, response.get_json())
         assert response.get_json() == expected
     # integers are numbers too, and curl's default Content-Type is never checked
-    integers = {name: round(value) for name, value in real_rows[0].items()}
+    integers = dict(real_rows[0])
+    for feature in model.schema.features:
+        value = integers[feature.name]
+        if isinstance(value, float) and feature.problem(round(value)) is None:
+            integers[feature.name] = round(value)
     response = post(client, {"instances": [integers]},
                     content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200
@@ -176,6 +218,177 @@ def test_interpreters_are_per_thread(model, real_rows):
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+# --- each task, on a small model with categories and nullable features ------------------------
+
+@pytest.fixture(scope="module", params=list(SCHEMAS))
+def task(request, tmp_path_factory):
+    directory = task_model_dir(tmp_path_factory, request.param)
+    client = create_app(Config(model_dir=directory)).test_client()
+    predictor = client.application.extensions["service"].predictor
+    return SimpleNamespace(directory=directory, client=client, model=predictor,
+                           schema=predictor.schema, rows=ROWS[request.param])
+
+
+def test_each_task_answers_as_tf_serving_would(task):
+    """binary [[p_positive]], multiclass [[p_label1..p_labelK]] in the schema's label order,
+    regression [[value]]: the Keras model's own answers, in every request format."""
+    import keras
+    response = post(task.client, {"instances": task.rows})
+    assert response.status_code == 200, response.get_json()
+    got = check_answers(task.schema, response.get_json()["predictions"])
+    expected = keras.models.load_model(task.directory / "model.keras").predict(
+        np.array(encoded(task.schema, task.rows), dtype=np.float32), verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    if task.schema.task == "regression":
+        assert got.min() > 1  # the value itself, not a probability
+    names = task.schema.feature_names
+    lists = [[row[name] for name in names] for row in task.rows]
+    columns = {name: [row[name] for row in task.rows] for name in names}
+    for body, key in (({"instances": lists}, "predictions"), ({"inputs": columns}, "outputs"),
+                      ({"inputs": lists}, "outputs")):
+        assert post(task.client, body).get_json() == {key: got.tolist()}, body
+
+
+def test_categories_and_nulls_become_the_contracts_input(task):
+    """A category is its index in the schema's categories, null is NaN (the model imputes)."""
+    parser = BatchParser(task.schema, 100)
+    batch = parser.parse({"instances": task.rows}).rows
+    assert batch.dtype == np.float32 and batch.shape == (len(task.rows), len(task.schema.features))
+    for row, values in zip(task.rows, batch):
+        for feature, value in zip(task.schema.features, values):
+            given = row[feature.name]
+            if given is None:
+                assert math.isnan(value)
+            elif feature.is_category:
+                assert feature.categories[int(value)] == given
+            else:
+                assert value == np.float32(given)
+
+
+def test_a_multiclass_row_by_hand():
+    parser = BatchParser(Schema.from_dict(SCHEMAS["multiclass"]), 10)
+    row = {"island": "Dream", "bill_length_mm": None, "sex": "male", "year": 2008}
+    np.testing.assert_array_equal(parser.parse({"instances": [row]}).rows,
+                                  np.array([[1, np.nan, 1, 2008]], dtype=np.float32))
+
+
+def test_each_task_refuses_with_the_feature_named(task):
+    schema, row = task.schema, task.rows[0]
+    category = next(f for f in schema.features if f.is_category)
+    response = post(task.client, {"instances": [row, {**row, category.name: "Atlantis"}]})
+    assert response.status_code == 400
+    message = error_of(response)
+    assert message.startswith(f"feature '{category.name}' of item 1 of 'instances': unknown "
+                              f"category 'Atlantis'"), message
+    assert all(repr(value) in message for value in category.categories), message
+    required = next(f for f in schema.features if not f.nullable)
+    response = post(task.client, {"inputs": {**{name: [row[name]] for name in row},
+                                             required.name: [None]}})
+    assert response.status_code == 400
+    assert error_of(response).startswith(f"feature '{required.name}' of item 0 of 'inputs': a "
+                                         f"value is required")
+    # a nullable feature is sent as null, never left out: every feature is a named input
+    nullable = next(f for f in schema.features if f.nullable)
+    response = post(task.client, {"instances": [{k: v for k, v in row.items()
+                                                 if k != nullable.name}]})
+    assert response.status_code == 400
+    assert f"missing feature(s): '{nullable.name}'" in error_of(response)
+
+
+def test_a_number_is_the_category_spelled_like_it(tmp_path_factory):
+    client = create_app(Config(model_dir=task_model_dir(tmp_path_factory, "regression"))) \
+        .test_client()
+    row = {"rooms": 3, "area": 70.0}
+    as_text = post(client, {"instances": [{**row, "district": "10"}]}).get_json()
+    assert post(client, {"instances": [{**row, "district": 10}]}).get_json() == as_text
+    assert post(client, {"instances": [{**row, "district": "2"}]}).get_json() != as_text
+    response = post(client, {"instances": [{**row, "district": 3}]})
+    assert response.status_code == 400 and "unknown category 3" in error_of(response)
+
+
+def test_each_task_describes_its_output(task):
+    metadata_of(task.client, task.model)
+    document = task.client.get("/openapi.json").get_json()
+    summary = document["paths"]["/v1/models/{name}:predict"]["post"]["summary"]
+    answer = document["components"]["schemas"]["PredictResponse"]["oneOf"][0]
+    rows = answer["properties"]["predictions"]["items"]
+    width = len(task.schema.outputs)
+    assert (rows["minItems"], rows["maxItems"]) == (width, width)
+    if task.schema.task == "binary":
+        assert f"Probability of '{task.schema.positive_label}'" in summary
+    elif task.schema.task == "multiclass":
+        assert ", ".join(task.schema.labels) in summary
+    else:
+        assert task.schema.target in summary and "maximum" not in rows["items"]
+    named = document["components"]["schemas"]["PredictRequest"]["properties"]["instances"]
+    properties = named["oneOf"][0]["items"]["properties"]
+    for feature in task.schema.features:
+        described = properties[feature.name]
+        if feature.is_category:
+            assert described["enum"][:len(feature.categories)] == list(feature.categories)
+            assert (None in described["enum"]) == feature.nullable
+        else:
+            assert ("null" in described["type"]) == feature.nullable
+
+
+def test_each_tasks_page(task):
+    """Categories as choices, nullable fields optional, the answer shown for the task."""
+    from html.parser import HTMLParser
+
+    fields = {}
+
+    class Fields(HTMLParser):
+        current = None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag in ("input", "select") and attrs.get("name"):
+                self.current = fields[attrs["name"]] = {"tag": tag, **attrs, "options": []}
+            elif tag == "option":
+                self.current["options"].append(attrs.get("value"))
+            elif tag == "output" and attrs.get("id"):
+                fields["#" + attrs["id"]] = attrs
+
+        def handle_data(self, data):
+            if self.current is not None and self.current["options"] and data.strip() \
+                    and self.current["options"][-1] is None:
+                self.current["options"][-1] = data.strip()
+
+    response = task.client.get("/")
+    assert response.status_code == 200
+    Fields().feed(response.get_data(as_text=True))
+    for feature in task.schema.features:
+        field = fields[feature.name]
+        assert ("required" in field) != feature.nullable, feature
+        if feature.is_category:
+            assert field["tag"] == "select"
+            assert field["options"] == [""] * feature.nullable + list(feature.categories)
+        else:
+            assert field["tag"] == "input" and field["type"] == "number"
+    shown = {"binary": {"#probability", "#class"}, "multiclass": {"#class"},
+             "regression": {"#value"}}[task.schema.task]
+    assert shown == {key for key in fields if key.startswith("#")}
+
+
+def test_the_model_must_give_what_the_task_promises(tmp_path_factory, tmp_path):
+    """The output width follows the task, and the warm-up answer must be of the task's kind."""
+    import shutil
+    copy = shutil.copytree(task_model_dir(tmp_path_factory, "multiclass"), tmp_path / "m")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["schema"]["labels"].append("Emperor")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"give one \[N, 4\] output \(4 probabilities summing "
+                                         r"to 1.*gives \[N, 3\]"):
+        Predictor(copy)
+    copy = shutil.copytree(task_model_dir(tmp_path_factory, "regression"), tmp_path / "r")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["schema"].update(task="binary", labels=["cheap", "dear"], positive_label="dear")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"answered \[\d+\.\d+\] for the example row, not "
+                                         r"the probability of 'dear'"):
+        Predictor(copy).warm_up()
 
 
 # --- refusals -------------------------------------------------------------------------------
@@ -254,17 +467,22 @@ def test_bad_rows_name_the_feature_and_row(client, model):
     names = model.schema.feature_names
     first, last = names[0], names[-1]
     row = model.example()
-    low = model.schema.features[0].minimum
+    bounded = numeric(model, bounded=True)
+    number, low = bounded.name, bounded.minimum
+    required = next(f.name for f in model.schema.features if not f.nullable)
     cases = [
-        ({"instances": [row, _row(model, **{first: "1.5"})]},
-         f"feature '{first}' of item 1 of 'instances': expecting a number, got string"),
-        ({"instances": [_row(model, **{last: True})]},
-         f"feature '{last}' of item 0 of 'instances': expecting a number, got boolean"),
-        ({"instances": [_row(model, **{first: None})]}, "got null"),
-        ({"instances": [_row(model, **{first: [1.0]})]}, "got array"),
-        ({"instances": [_row(model, **{first: low - 1})]},
-         f"feature '{first}' of item 0 of 'instances' is outside the schema's range"),
-        ({"instances": [_row(model, **{first: 1e300})]}, "outside the schema's range"),
+        ({"instances": [row, _row(model, **{number: "1.5"})]},
+         f"feature '{number}' of item 1 of 'instances': expected a number, got a string"),
+        ({"instances": [_row(model, **{number: True})]},
+         f"feature '{number}' of item 0 of 'instances': expected a number, got a boolean"),
+        ({"instances": [_row(model, **{required: None})]},
+         f"feature '{required}' of item 0 of 'instances': a value is required"),
+        ({"inputs": [list(row.values()), list(_row(model, **{required: None}).values())]},
+         f"feature '{required}' of item 1 of 'inputs': a value is required"),
+        ({"instances": [_row(model, **{number: [1.0]})]}, "got an array"),
+        ({"instances": [_row(model, **{number: low - 1})]},
+         f"feature '{number}' of item 0 of 'instances': {low - 1} is below the minimum"),
+        ({"instances": [_row(model, **{number: 1e300})]}, f"feature '{number}' of item 0"),
         ({"instances": [{**row, "colour": 1}]}, "unknown feature(s): 'colour'"),
         ({"instances": [{k: v for k, v in row.items() if k != last}]},
          f"missing feature(s): '{last}'"),
@@ -294,15 +512,16 @@ def test_a_feature_without_bounds_still_refuses_what_float32_cannot_hold(model_d
     import shutil
     copy = shutil.copytree(model_dir, tmp_path / "model")
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["schema"]["features"][0]["maximum"] = None
+    [feature] = [f for f in manifest["schema"]["features"]
+                 if f["name"] == numeric(Predictor(copy)).name]
+    feature["maximum"] = None
     (copy / "manifest.json").write_text(json.dumps(manifest))
     client = create_app(Config(model_dir=copy)).test_client()
-    name = manifest["schema"]["features"][0]["name"]
-    row = {f["name"]: f["minimum"] for f in manifest["schema"]["features"]}
-    response = post(client, {"instances": [{**row, name: 1e39}]})
+    row = Predictor(copy).example()
+    response = post(client, {"instances": [{**row, feature["name"]: 1e39}]})
     assert response.status_code == 400
-    assert f"feature '{name}' of item 0 of 'instances' is too large for float32" \
-        in error_of(response)
+    assert f"feature '{feature['name']}' of item 0 of 'instances': 1e+39 is too large for " \
+           f"float32" in error_of(response)
 
 
 def test_row_and_body_limits(model_dir, model):
@@ -316,7 +535,7 @@ def test_row_and_body_limits(model_dir, model):
            "(MAX_ROWS=3)" in error_of(response)
     columns = {name: [value] * 4 for name, value in row.items()}
     assert "MAX_ROWS=3" in error_of(post(client, {"inputs": columns}))
-    response = post(client, {"instances": [[0.0] * 30] * 3, "padding": "x" * 4000})
+    response = post(client, {"instances": [row] * 3, "padding": "x" * 4000})
     assert response.status_code == 413
     assert error_of(response) == "Request body larger than 4000 bytes (MAX_BODY_BYTES)"
 
@@ -391,12 +610,14 @@ def test_one_log_line_per_request_without_feature_values(client, capsys, real_ro
     assert line["level"] == "info" and line["logger"] == "service" and "features" not in line
 
 
-def test_feature_values_are_logged_only_when_asked(model_dir, capsys, real_rows):
+def test_feature_values_are_logged_only_when_asked(model_dir, model, capsys, real_rows):
     client = create_app(Config(model_dir=model_dir, log_features=True)).test_client()
     capsys.readouterr()
     post(client, {"instances": real_rows[:1]})
     [line] = request_lines(capsys)
-    assert line["features"] == [[pytest.approx(v) for v in real_rows[0].values()]]
+    # the model's input: a category as its index, a missing value (NaN) as null
+    [expected] = encoded(model.schema, real_rows[:1])
+    assert line["features"] == [[None if math.isnan(v) else pytest.approx(v) for v in expected]]
 
 
 def test_errors_outside_v1_are_json(client):

@@ -1,10 +1,12 @@
-"""A property-based fuzz of the predict route (hypothesis). Bodies valid and broken in every
-way the API can see (shapes, types, names, lengths, ranges, NaN and Infinity, broken JSON,
-too many rows, too large), on the plain and the versioned route, for the loaded model and
-others. Whatever comes in, the answer is never a 5xx, its status is one the service's own
-/openapi.json lists for that route, its body is valid against the schema listed there, and a
-200 answers only a request that the document's request schema allows. The document's GET
-routes are held to the same, for the loaded version and another."""
+"""A property-based fuzz of the predict route (hypothesis), for the active data set's model and
+a small model of each task (binary, multiclass, regression; categories and nullable features).
+Bodies valid and broken in every way the API can see (shapes, types, names, lengths, ranges,
+categories, nulls, NaN and Infinity, broken JSON, too many rows, too large), on the plain and
+the versioned route, for the loaded model and others. Whatever comes in, the answer is never
+a 5xx, its status is one the service's own /openapi.json lists for that route, its body is
+valid against the schema listed there, and a 200 answers only a request that the document's
+request schema allows. The document's GET routes are held to the same, for the loaded version
+and another."""
 from __future__ import annotations
 
 import json
@@ -17,6 +19,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from service_tasks import SCHEMAS, task_model_dir
+
 from service import create_app
 from service.config import Config
 
@@ -25,11 +29,14 @@ MAX_BODY_BYTES = 16 * 1024
 PLAIN, VERSIONED = "/v1/models/{name}:predict", "/v1/models/{name}/versions/{version}:predict"
 
 
-@pytest.fixture(scope="module")
-def fuzzed(model_dir):
-    """The app with small limits (so "too many rows" and "too large" are reachable), its
-    client, its schema, its version, and for each (route, method, status) that its OpenAPI
-    document lists a validator of the JSON body (None for another content type)."""
+@pytest.fixture(scope="module", params=["active data set", *SCHEMAS])
+def fuzzed(request, tmp_path_factory):
+    """For the active data set's model or a small one of a task: the app with small limits
+    (so "too many rows" and "too large" are reachable), its client, its schema, its version,
+    and for each (route, method, status) that its OpenAPI document lists a validator of the
+    JSON body (None for another content type)."""
+    model_dir = (request.getfixturevalue("model_dir") if request.param == "active data set"
+                 else task_model_dir(tmp_path_factory, request.param))
     app = create_app(Config(model_dir=model_dir, max_rows=MAX_ROWS,
                             max_body_bytes=MAX_BODY_BYTES))
     client = app.test_client()
@@ -89,17 +96,28 @@ def valid_row(draw, schema) -> dict:
     for feature in schema.features:
         low = -1e6 if feature.minimum is None else feature.minimum
         high = 1e6 if feature.maximum is None else feature.maximum
-        row[feature.name] = draw(st.integers(int(low), int(high)) if feature.dtype == "int"
-                                 else st.floats(low, high, allow_nan=False))
+        if feature.is_category:
+            values = st.sampled_from(feature.categories)
+        elif feature.dtype == "int":
+            values = st.integers(int(low), int(high))
+        else:
+            values = st.floats(low, high, allow_nan=False)
+        row[feature.name] = draw(st.none() | values if feature.nullable else values)
     return row
 
 
 @st.composite
 def broken_value(draw, feature):
-    """Anything JSON has that is not a valid value for the feature."""
+    """Anything JSON has that is not a valid value for the feature (or, for a category, a
+    number or a near-miss string that may or may not spell one)."""
+    if feature.is_category:
+        near = [category.upper() for category in feature.categories] + ["", " ", "Atlantis"]
+        return draw(st.sampled_from(near + [None, 0, 1, 2, 10, 2.0, 1e300, float("nan")])
+                    | any_json)
     low = -1e6 if feature.minimum is None else feature.minimum
     high = 1e6 if feature.maximum is None else feature.maximum
-    return draw(st.sampled_from([low - 1, high + 1, -1e300, 1e300, float("nan"), float("inf")])
+    return draw(st.sampled_from([low - 1, high + 1, -1e300, 1e300, float("nan"), float("inf"),
+                                 None])
                 | any_json.filter(lambda v: not isinstance(v, (int, float)) or isinstance(v, bool)))
 
 

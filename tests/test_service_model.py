@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from service_tasks import active_data, real_rows
+
 from service import create_app
 from service.config import Config
 from service.predictor import Predictor
@@ -46,7 +48,7 @@ BROKEN = {
                               "lacks what a model needs"),
     "schema and model disagree": (
         lambda d: edit_manifest(d, lambda m: m["schema"]["features"].pop()),
-        "does not take one float32 [N, 29] input"),
+        "does not take one float32 [N, "),
 }
 
 
@@ -79,17 +81,20 @@ def test_a_broken_model_keeps_the_service_unready(copy, name, caplog):
 
 
 def test_the_example_row_comes_from_the_manifest_when_it_fits(copy):
-    predictor = Predictor(copy)
-    features = predictor.schema.features
-    real = {f.name: (f.minimum or 0) + 1 for f in features}
+    schema, path = active_data()
+    real = real_rows(schema, path, 3)[-1]
     edit_manifest(copy, lambda m: m.update(example=real))
     assert Predictor(copy).example() == real
-    # one that does not fit the schema is not shown: mid-range values are
-    edit_manifest(copy, lambda m: m.update(example={**real, features[0].name: -1e9}))
-    example = Predictor(copy).example()
-    low, high = features[0].minimum, features[0].maximum
-    assert example[features[0].name] == (low + high) / 2
-    assert list(example) == list(predictor.schema.feature_names)
+    # one that does not fit the schema is not shown: typical values that do fit are
+    feature = schema.features[0]
+    broken = {**real, feature.name: "no such category" if feature.is_category else -1e39}
+    edit_manifest(copy, lambda m: m.update(example=broken))
+    predictor = Predictor(copy)
+    example = predictor.example()
+    assert list(example) == list(schema.feature_names)
+    assert example[feature.name] != broken[feature.name]
+    predictor.encode(example)  # fits: no InputError
+    predictor.warm_up()
 
 
 def test_the_service_never_imports_tensorflow(model_dir):
