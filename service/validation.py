@@ -90,9 +90,13 @@ class BatchParser:
         self._name_set = frozenset(self.names)
         self._values_of = operator.itemgetter(*self.names)
         features = schema.features
-        self._minimum = np.array([-np.inf if f.minimum is None else f.minimum for f in features])
-        self._maximum = np.array([np.inf if f.maximum is None else f.maximum for f in features])
+        # The fast path's bounds: the schema's range within float32's, one comparison each.
+        self._low = np.array([-FLOAT32_MAX if f.minimum is None else max(f.minimum, -FLOAT32_MAX)
+                              for f in features])
+        self._high = np.array([FLOAT32_MAX if f.maximum is None else min(f.maximum, FLOAT32_MAX)
+                               for f in features])
         self._integer = np.array([f.dtype == "int" for f in features])
+        self._any_integer = bool(self._integer.any())
         # Numbers only, never null: the whole batch is checked at once in numpy.
         self._all_numbers = not any(f.is_category or f.nullable for f in features)
         self._encoders = [f.encode for f in features]
@@ -218,9 +222,8 @@ class BatchParser:
             return None
         # orjson gives finite floats and int64s only (it refuses 1e999 and NaN).
         values = np.array(flat, dtype=np.float64).reshape(-1, len(self.names))
-        inside = ((values >= self._minimum) & (values <= self._maximum)
-                  & (np.abs(values) <= FLOAT32_MAX))
-        if self._integer.any():
+        inside = (values >= self._low) & (values <= self._high)
+        if self._any_integer:
             inside &= ~self._integer | (values == np.floor(values))
         return values.astype(np.float32) if inside.all() else None
 
