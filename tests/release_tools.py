@@ -43,13 +43,13 @@ def ok(result: subprocess.CompletedProcess) -> str:
 def release_env(**variables) -> dict:
     """The environment for the Makefile's targets with this test's own image name (a new
     repository in REGISTRY), nothing of an outer `make test VERSION=...` leaking in."""
-    registry = os.environ.get("REGISTRY", "127.0.0.1:5000")
+    registry = variables.get("REGISTRY") or os.environ.get("REGISTRY", "127.0.0.1:5000")
     try:
         requests.get(f"http://{registry}/v2/", timeout=5).raise_for_status()
     except requests.RequestException as error:
         unavailable(f"no registry at {registry} ({error})")
     env = {**os.environ, "IMAGE": f"test-{uuid.uuid4().hex[:8]}/model-service",
-           "REGISTRY": registry, "MODEL_NAME": "model", **variables}
+           "MODEL_NAME": "model", **variables, "REGISTRY": registry}
     for name in ("VERSION", "CHAMPION", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL"):
         env.pop(name, None)
     return env

@@ -1,7 +1,8 @@
 """Releases on a real Kubernetes cluster (DEPLOY_TARGET=kubernetes), as a user runs them.
 
 The cluster comes from .ci/cluster: the local single-node one (started when needed, stopped
-again if this module started it) or a kind cluster (GitHub). The images are built with `make
+again if this module started it) or a kind cluster (GitHub), with the registry its nodes pull
+from. The images are built with `make
 build`, pushed to the registry, and the cluster pulls them from there by digest. The test
 deploys v1, switches to v2, is refused a broken v2.1.0, rolls back to v1 and forward to v2 by
 name, with a client sending requests through the Service the whole time (until the old pods are
@@ -91,6 +92,22 @@ def old_pods_gone(env: dict, timeout: float = 90) -> None:
     raise AssertionError(f"pods still terminating after {timeout} s")
 
 
+def reachable(env: dict, cluster_url: str) -> str:
+    """A URL of the Service for a client on this machine: its ClusterIP where the host routes
+    Service addresses (the local cluster), else a NodePort Service with the same selector that
+    kind maps to 127.0.0.1:NODE_PORT (.ci/cluster)."""
+    if not env.get("NODE_PORT"):
+        return cluster_url
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "model-service-nodeport", "namespace": env["KUBE_NAMESPACE"]},
+               "spec": {"type": "NodePort", "selector": {"app.kubernetes.io/name": "model-service"},
+                        "ports": [{"port": 8501, "targetPort": "http",
+                                   "nodePort": int(env["NODE_PORT"])}]}}
+    subprocess.run([env["KUBECTL"], "apply", "--filename", "-"], input=json.dumps(service),
+                   env=env, capture_output=True, text=True, check=True)
+    return f"http://127.0.0.1:{env['NODE_PORT']}/"
+
+
 def test_deploy_switch_broken_release_and_rollbacks(k8s_env, releases, model_dir):
     env, registry = k8s_env, Registry(k8s_env["REGISTRY"])
     rows = sample_rows(json.loads((model_dir / "manifest.json").read_text())["schema"])
@@ -117,7 +134,7 @@ def test_deploy_switch_broken_release_and_rollbacks(k8s_env, releases, model_dir
 
     first = ok(make("deploy", env, VERSION="1.0.0"))
     assert f"namespace {env['KUBE_NAMESPACE']} created" in first
-    url = first.rpartition(" serves at ")[2].split()[0]
+    url = reachable(env, first.rpartition(" serves at ")[2].split()[0])
     serving("1.0.0")
 
     ok(switch("deploy", VERSION="2.0.0"))

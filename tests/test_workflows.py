@@ -94,7 +94,8 @@ def test_permissions_are_read_only_except_where_a_job_needs_more(workflows):
         # Callers of reusable workflows grant what the called jobs ask for, no more.
         ("release", "ci", "packages"), ("release", "ci", "id-token"),
         ("release", "ci", "attestations"), ("release", "ci", "pull-requests"),
-        ("release", "deploy", "packages"), ("rollback", "rollback", "packages"),
+        ("release", "staging", "packages"), ("release", "deploy", "packages"),
+        ("rollback", "rollback", "packages"),
     }
     text = "\n".join(path.read_text() for path in WORKFLOWS.values())
     assert "write-all" not in text and "secrets: inherit" not in text
@@ -197,23 +198,34 @@ def test_ci_job_graph(workflows):
 
 
 def test_deploys_only_from_a_gated_tag_or_by_hand(workflows):
-    callers = {name: job_id for name, document in workflows.items()
+    callers = {(name, job_id) for name, document in workflows.items()
                for job_id, job in document["jobs"].items()
                if job.get("uses") == "./.github/workflows/deploy.yml"}
-    assert callers == {"release": "deploy", "rollback": "rollback"}
+    assert callers == {("release", "staging"), ("release", "deploy"), ("rollback", "rollback")}
     release = workflows["release"]["jobs"]
     # The gate: ci.yml (lint, tests, evaluation against production, image) after the tag check.
     assert release["ci"]["uses"] == "./.github/workflows/ci.yml"
     assert needs(release["ci"]) == {"version"}
-    assert needs(release["deploy"]) == {"version", "ci"}
-    assert release["deploy"]["if"] == "${{ !contains(needs.version.outputs.version, '-') }}"
+    # Kubernetes: staging first (its own overlay), then the same version, so the same digest,
+    # to production; production never runs after a failed staging deploy.
+    assert needs(release["staging"]) == {"version", "ci"}
+    assert release["staging"]["if"] == ("${{ !contains(needs.version.outputs.version, '-') && "
+                                        "vars.DEPLOY_TARGET == 'kubernetes' }}")
+    assert release["staging"]["with"] == {"command": "deploy", "environment": "staging",
+                                          "version": "${{ needs.version.outputs.version }}"}
+    assert needs(release["deploy"]) == {"version", "ci", "staging"}
+    assert release["deploy"]["if"] == ("${{ !cancelled() && !failure() && "
+                                       "!contains(needs.version.outputs.version, '-') }}")
     assert release["deploy"]["with"] == {"command": "deploy",
                                          "version": "${{ needs.version.outputs.version }}"}
     assert needs(release["github-release"]) == {"version", "ci"}
     deploy = workflows["deploy"]["jobs"]
     assert needs(deploy["deploy"]) == {"target"}
     assert deploy["deploy"]["if"] == "needs.target.outputs.configured == 'true'"
-    assert deploy["deploy"]["environment"] == "production"
+    assert deploy["deploy"]["environment"] == "${{ inputs.environment }}"
+    environment = workflows["deploy"]["on"]["workflow_call"]["inputs"]["environment"]
+    assert environment["default"] == "production"
+    assert deploy["deploy"]["env"]["DEPLOY_ENVIRONMENT"] == "${{ inputs.environment }}"
     assert "environment" not in deploy["target"]
 
 
