@@ -143,6 +143,14 @@ class Schema:
             return self.labels
         return (self.target,)
 
+    @property
+    def class_labels(self) -> tuple[str, ...]:
+        """The label of each class index a classification target holds (binary: 0 is the
+        negative label, 1 the positive one)."""
+        if self.task == "binary":
+            return self.negative_label, self.positive_label
+        return self.labels
+
     def encode_target(self, cell: str) -> float:
         """A CSV target cell as the training target: binary 1 for the positive label and 0
         for the other, multiclass the label's index, regression the number."""

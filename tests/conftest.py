@@ -1,40 +1,116 @@
-"""Shared fixtures. `model_dir`: the real model (real data, real config), trained once per
-test session in-process, so training/ counts for coverage. Copy it before corrupting it."""
+"""Shared fixtures. `model_dir`: the real model (the active data set in data/, real config),
+trained once per test session in-process, so training/ counts for coverage. Copy it before
+corrupting it. `write_task_data`: a small data set of each task, for tests that must not
+depend on the active one."""
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import training  # noqa: F401  (quiets TensorFlow's logging before any test imports it)
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "wdbc.csv"
 SCHEMA = ROOT / "data" / "schema.json"
+DATA = next((ROOT / "data").glob("*.csv"))  # the active data set: the one CSV in data/
+
+TASKS = ("binary", "multiclass", "regression")
+TASK_FEATURES = [
+    {"name": "length", "dtype": "float", "minimum": 0, "maximum": 100, "nullable": True},
+    {"name": "count", "dtype": "int", "minimum": 0, "maximum": 20},
+    {"name": "colour", "dtype": "category", "categories": ["red", "green", "blue"],
+     "nullable": True},
+]
+TASK_SCHEMAS = {
+    "binary": {"task": "binary", "target": "y", "labels": ["no", "yes"], "positive_label": "yes"},
+    "multiclass": {"task": "multiclass", "target": "size", "labels": ["small", "medium", "large"]},
+    "regression": {"task": "regression", "target": "price"},
+}
+
+
+def write_task_data(directory: Path, task: str, rows: int = 300,
+                    seed: int = 0) -> tuple[Path, Path]:
+    """A learnable data set of `task` with a number, an integer and a category, some values
+    missing: (the CSV, its schema.json) in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    length = rng.uniform(0, 100, rows).round(2)
+    count = rng.integers(0, 21, rows)
+    colour = rng.integers(0, 3, rows)
+    score = length + 3 * count + 25 * colour + rng.normal(0, 5, rows)
+    if task == "regression":
+        target = [f"{v:.3f}" for v in score]
+    else:
+        labels = TASK_SCHEMAS[task]["labels"]
+        cuts = np.quantile(score, np.linspace(0, 1, len(labels) + 1)[1:-1])
+        target = [labels[i] for i in np.searchsorted(cuts, score)]
+    schema = {**TASK_SCHEMAS[task], "features": TASK_FEATURES}
+    schema_path = directory / "schema.json"
+    schema_path.write_text(json.dumps(schema, indent=2))
+    data_path = directory / f"{task}.csv"
+    with data_path.open("w", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(["length", "count", "colour", schema["target"]])
+        for i in range(rows):
+            # Every 7th length and every 11th colour missing.
+            out.writerow(["" if i % 7 == 3 else length[i], count[i],
+                          "" if i % 11 == 5 else TASK_FEATURES[2]["categories"][colour[i]],
+                          target[i]])
+    return data_path, schema_path
+
+
+def active_policy(schema_path: Path = SCHEMA):
+    """The gate policy `make train` uses for a data set with this schema."""
+    from contract.schema import Schema
+    from training import gate
+
+    task = Schema.load(schema_path).task
+    return gate.load_policy(gate.default_policy(task), task)
 
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    from training import gate, train
+    from training import train
     from training.config import TrainConfig
 
     directory = tmp_path_factory.mktemp("model")
-    train.run(DATA, SCHEMA, directory, TrainConfig(), gate.load_policy(), out=lambda line: None)
+    train.run(DATA, SCHEMA, directory, TrainConfig(), active_policy(), out=lambda line: None)
     return directory
 
 
 @pytest.fixture(scope="session")
 def untrained_model_dir(tmp_path_factory) -> Path:
     """A deliberately weak model through the same pipeline: one epoch at a learning rate
-    of ~0 leaves the initial weights, which rank the test rows worse than chance."""
-    from training import gate, train
+    of ~0 leaves the initial weights."""
+    from training import train
     from training.config import TrainConfig
+    from training.models import LinearSettings
 
     directory = tmp_path_factory.mktemp("untrained")
-    config = TrainConfig(architectures=("logistic_regression",), max_epochs=1,
-                         logistic_regression_learning_rate=1e-9)
-    train.run(DATA, SCHEMA, directory, config, gate.load_policy(), out=lambda line: None)
+    config = TrainConfig(models=("linear",), max_epochs=1,
+                         settings={"linear": LinearSettings(learning_rate=1e-9)})
+    train.run(DATA, SCHEMA, directory, config, active_policy(), out=lambda line: None)
     return directory
+
+
+@pytest.fixture(scope="session")
+def task_model_dirs(tmp_path_factory) -> dict:
+    """A model of each task, trained briefly on a small data set of that task: task ->
+    (model directory, data, schema)."""
+    from training import train
+    from training.config import TrainConfig
+
+    found = {}
+    for task in TASKS:
+        data, schema = write_task_data(tmp_path_factory.mktemp(f"{task}-data"), task)
+        directory = tmp_path_factory.mktemp(f"{task}-model")
+        train.run(data, schema, directory, TrainConfig(max_epochs=40, patience=10),
+                  active_policy(schema), out=lambda line: None)
+        found[task] = directory, data, schema
+    return found
 
 
 # The service's fixtures (tests/test_service_*.py): the app on the session's model, through

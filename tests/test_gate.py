@@ -14,7 +14,7 @@ from contract.errors import InputError
 
 from conftest import DATA
 
-POLICY = gate.load_policy()
+POLICY = gate.load_policy(gate.TASK_POLICIES / "binary.toml")
 # Only the champion rule: a candidate that fails here fails nothing else.
 CHAMPION_ONLY = """primary_metric = "roc_auc"
 [champion]
@@ -168,7 +168,7 @@ def test_fail_on_a_minimum(candidate, tmp_path):
 
 
 def test_pass_against_a_worse_champion(candidate, untrained_model_dir):
-    assert evaluate.run(candidate, str(untrained_model_dir), gate.DEFAULT_POLICY,
+    assert evaluate.run(candidate, str(untrained_model_dir), None,
                         out=lambda line: None) == 0
     champion = verdict_of(candidate)["champion"]
     assert champion["comparison"]["difference"] > 0.3 and champion["comparison"]["low"] > 0
@@ -192,7 +192,7 @@ def test_fail_against_a_clearly_better_champion(untrained_model_dir, model_dir, 
 def test_the_committed_policy_fails_an_untrained_model_on_every_quality_rule(
         untrained_model_dir, tmp_path):
     weak = shutil.copytree(untrained_model_dir, tmp_path / "weak")
-    assert evaluate.run(weak, None, gate.DEFAULT_POLICY, out=lambda line: None) == 1
+    assert evaluate.run(weak, None, None, out=lambda line: None) == 1
     failed = {r["name"] for r in verdict_of(weak)["rules"] if not r["passed"]}
     assert failed == {f"minimum {m}" for m in POLICY.minimum} | {"maximum log_loss"}
 

@@ -13,8 +13,6 @@ SCHEMA = DATA_DIR / "schema.json"
 
 
 def parser() -> argparse.ArgumentParser:
-    from training.gate import DEFAULT_POLICY
-
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = p.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="validate the data, train, export, write artifacts")
@@ -28,8 +26,9 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, help="the CSV (default: the manifest's)")
     evaluate.add_argument("--quiet", action="store_true", help="print nothing but errors")
     for command in (train, evaluate):
-        command.add_argument("--gate", type=Path, default=DEFAULT_POLICY,
-                             help="the gate policy (default training/gate.toml)")
+        command.add_argument("--gate", type=Path,
+                             help="the gate policy (default data/gate.toml when there, else "
+                                  "training/gates/<task>.toml)")
     return p
 
 
@@ -60,8 +59,10 @@ def _train(args: argparse.Namespace, out) -> int:
     from training import gate, train
     from training.config import TrainConfig
     from training.export import ParityError
+    from contract.schema import Schema
 
-    policy = gate.load_policy(args.gate)
+    task = Schema.load(args.schema).task
+    policy = gate.load_policy(args.gate or gate.default_policy(task), task)
     try:
         train.run(args.data or the_csv(DATA_DIR), args.schema, args.model_dir, TrainConfig(),
                   policy, out)

@@ -1,7 +1,8 @@
-"""The training settings: one place for the split, the seeds and each model's parameters."""
+"""The training settings: the split, the seeds, early stopping and which models compete. Each
+model's own settings live beside its builder (training/models.py)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -11,18 +12,18 @@ class TrainConfig:
     test_fraction: float = 0.20
     max_epochs: int = 300
     batch_size: int = 32
-    # Epochs without a better validation loss before training stops (best weights kept).
+    # Epochs without a better validation score before training stops (best weights kept).
     patience: int = 20
-    architectures: tuple[str, ...] = ("mlp", "logistic_regression")
-    mlp_hidden_units: tuple[int, ...] = (16, 8)
-    mlp_dropout: float = 0.1
-    mlp_learning_rate: float = 1e-3
-    logistic_regression_l2: float = 1e-3
-    logistic_regression_learning_rate: float = 1e-2
+    # The models that compete, by their registered names, in this order (a tie goes to the first).
+    models: tuple[str, ...] = ("mlp", "linear")
+    # A model's settings when not its settings class's defaults: name -> settings instance.
+    settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        known = cls.__dataclass_fields__
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()
+                      if k in known})

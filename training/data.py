@@ -25,13 +25,20 @@ MAX_REPORTED_PROBLEMS = 20
 class Dataset:
     path: str
     sha256: str
-    x: np.ndarray  # float32 [rows, features], features in schema order, raw values
-    y: np.ndarray  # int [rows], 1 for the schema's positive label
+    x: np.ndarray  # float32 [rows, features] in schema order, the model's input (see contract)
+    y: np.ndarray  # binary int 1 = positive label; multiclass int label index; regression float
     schema: Schema
 
     @property
     def rows(self) -> int:
         return len(self.y)
+
+    @property
+    def strata(self) -> np.ndarray:
+        """What the split keeps in proportion: the classes; a regression target has none."""
+        if self.schema.task == "regression":
+            return np.zeros(self.rows, dtype=np.int64)
+        return self.y
 
 
 def load_dataset(path: str | Path, schema: Schema) -> Dataset:
@@ -74,25 +81,28 @@ def parse_csv(text: str, schema: Schema, name: str) -> tuple[np.ndarray, np.ndar
             continue
         row = []
         for feature, column in zip(schema.features, columns):
-            value, problem = _number(cells[column], feature)
-            if problem:
-                problems.append(f"{where}, column {feature.name!r}: {problem}")
-            row.append(value)
-        label = cells[target_column].strip()
-        if label not in schema.labels:
-            problems.append(f"{where}, column {schema.target!r}: unknown label {label!r} "
-                            f"(expected one of {', '.join(schema.labels)})")
+            try:
+                row.append(feature.parse_cell(cells[column]))
+            except InputError as e:
+                problems.append(f"{where}, column {feature.name!r}: {e}")
+                row.append(math.nan)
+        try:
+            targets.append(schema.encode_target(cells[target_column]))
+        except InputError as e:
+            problems.append(f"{where}, column {schema.target!r}: {e}")
         features.append(row)
-        targets.append(int(label == schema.positive_label))
     if problems:
         raise InputError(_summary(name, problems))
     if not targets:
         raise InputError(f"{name}: the header is there but no data rows follow it")
-    if len(set(targets)) < 2:
-        only = schema.positive_label if targets[0] else schema.negative_label
-        raise InputError(f"{name}, column {schema.target!r}: every row is {only!r}; "
-                         f"training needs both labels ({', '.join(schema.labels)})")
-    return np.asarray(features, dtype=np.float32), np.asarray(targets, dtype=np.int64)
+    y = np.asarray(targets, dtype=np.float64)
+    if schema.task != "regression":
+        y = y.astype(np.int64)
+        if len(set(targets)) < 2:
+            raise InputError(f"{name}, column {schema.target!r}: every row is "
+                             f"{schema.class_labels[y[0]]!r}; "
+                             f"training needs two labels or more ({', '.join(schema.labels)})")
+    return np.asarray(features, dtype=np.float32), y
 
 
 def _check_header(header: list[str], schema: Schema, name: str) -> None:
@@ -109,17 +119,6 @@ def _check_header(header: list[str], schema: Schema, name: str) -> None:
         problems.append(f"column(s) named twice: {', '.join(repeated)}")
     if problems:
         raise InputError(f"{name}, line 1 (header): {'; '.join(problems)}")
-
-
-def _number(cell: str, feature) -> tuple[float, str | None]:
-    text = cell.strip()
-    if not text:
-        return math.nan, "empty cell (a value is required)"
-    try:
-        value = float(text)
-    except ValueError:
-        return math.nan, f"{text!r} is not a number"
-    return value, feature.problem(value)
 
 
 def _summary(name: str, problems: list[str]) -> str:

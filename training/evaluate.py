@@ -16,7 +16,7 @@ from training import champion, gate, report
 from training.artifacts import display_path, read_json, read_verified, write_json
 from training.config import TrainConfig
 from training.data import load_dataset
-from training.metrics import classification_metrics
+from training.metrics import task_metrics
 from training.split import stratified_split
 
 BATCH_ROWS = 1024
@@ -26,12 +26,12 @@ BATCH_ROWS = 1024
 class Evaluation:
     metrics: dict
     performance: dict
-    probabilities: np.ndarray
+    outputs: np.ndarray  # the model's [N, K], as the service answers
 
 
 def evaluate_model(lite: LiteRTModel, size_bytes: int, x: np.ndarray, y: np.ndarray,
-                   threshold: float) -> Evaluation:
-    p = lite.predict(x)[:, 0].copy()
+                   schema: Schema, threshold: float) -> Evaluation:
+    output = lite.predict(x).copy()
     performance = {
         "model_size_bytes": size_bytes,
         "inference_us_1_row": lite.latency_us(x[:1]),
@@ -39,15 +39,18 @@ def evaluate_model(lite: LiteRTModel, size_bytes: int, x: np.ndarray, y: np.ndar
         "inference_us_1024_rows": lite.latency_us(np.resize(x, (BATCH_ROWS, x.shape[1])),
                                                   repeats=50),
     }
-    return Evaluation(classification_metrics(y, p, threshold), performance, p)
+    return Evaluation(task_metrics(schema.task, y, output, threshold, schema.labels), performance,
+                      output)
 
 
-def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
+def run(model_dir: Path, champion_ref: str | None, policy_path: Path | None = None,
         data_path: Path | None = None, out=print) -> int:
     """The evaluate stage: 0 when the gate passes, 1 when it fails (InputError for the rest).
     Writes evaluation.json and report.md either way."""
-    policy = gate.load_policy(policy_path)
     manifest = Manifest.load(model_dir)
+    task = manifest.schema.task
+    policy_path = policy_path or gate.default_policy(task)
+    policy = gate.load_policy(policy_path, task)
     results = read_json(model_dir / "metrics.json")
     content = read_verified(model_dir / MODEL_FILE, manifest.model_sha256)
     schema = manifest.schema
@@ -58,23 +61,25 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path,
                          f"{data.sha256[:12]}..., the manifest says "
                          f"{trained_on['sha256'][:12]}...); train again")
     config = TrainConfig.from_dict(results["config"])
-    split = stratified_split(data.y, config.seed, config.validation_fraction,
+    split = stratified_split(data.strata, config.seed, config.validation_fraction,
                              config.test_fraction)
     x, y = data.x[split.test], data.y[split.test]
     threshold = manifest.threshold
-    candidate = evaluate_model(LiteRTModel(content), len(content), x, y, threshold)
+    candidate = evaluate_model(LiteRTModel(content), len(content), x, y, schema, threshold)
 
-    verdict = {"policy": display_path(policy_path), "primary_metric": policy.primary_metric,
+    verdict = {"policy": display_path(policy_path), "task": task,
+               "primary_metric": policy.primary_metric,
                "metrics": candidate.metrics, "performance": candidate.performance,
                "champion": None}
     comparison = None
     if champion_ref:
         with champion.resolve(champion_ref) as directory:
-            p = _champion_model(directory, schema).predict(x)[:, 0].copy()
-        comparison = gate.paired_bootstrap(y, candidate.probabilities, p, policy.primary_metric,
+            p = _champion_model(directory, schema).predict(x).copy()
+        comparison = gate.paired_bootstrap(y, candidate.outputs, p, policy.primary_metric,
                                            threshold, policy)
         verdict["champion"] = {"reference": champion_ref,
-                               "metrics": classification_metrics(y, p, threshold),
+                               "metrics": task_metrics(schema.task, y, p, threshold,
+                                                       schema.labels),
                                "comparison": {**dataclasses.asdict(comparison),
                                               "difference": comparison.difference}}
     rules = gate.check(policy, candidate.metrics, candidate.performance, comparison)

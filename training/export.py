@@ -16,15 +16,17 @@ import tensorflow as tf
 
 from contract.litert import LiteRTModel
 from contract.manifest import KERAS_FILE, MODEL_FILE
+from contract.schema import Schema
 from training.artifacts import sha256
 
 # The service must answer what training measured: float32 round-off differs between the
-# two runtimes only in the last bits, so anything above this is a broken export.
+# two runtimes only in the last bits, so anything above this is a broken export. On
+# probabilities it is absolute; on a regression value, relative to the target's range.
 PARITY_TOLERANCE = 1e-5
 
 
 class ParityError(RuntimeError):
-    """The LiteRT model does not give the Keras model's probabilities."""
+    """The LiteRT model does not give the Keras model's outputs."""
 
 
 def to_tflite(model: keras.Model) -> bytes:
@@ -34,15 +36,37 @@ def to_tflite(model: keras.Model) -> bytes:
         return converter.convert()
 
 
-def parity(model: keras.Model, lite: LiteRTModel, x: np.ndarray) -> float:
-    """The largest absolute difference between Keras and LiteRT probabilities on `x`;
-    raises ParityError when it exceeds PARITY_TOLERANCE."""
+def parity_rows(x: np.ndarray, schema: Schema) -> np.ndarray:
+    """The test rows, and copies of the first one with each nullable feature missing and each
+    category feature at each of its categories: the preprocessing's every branch."""
+    extra = []
+    for i, feature in enumerate(schema.features):
+        values = list(range(len(feature.categories))) + ([np.nan] if feature.nullable else [])
+        for value in values:
+            row = x[0].copy()
+            row[i] = value
+            extra.append(row)
+    return np.vstack([x, *extra]) if extra else x
+
+
+def parity_scale(schema: Schema, y: np.ndarray) -> float:
+    """What a difference is measured against: 1 for probabilities, the target's range (on
+    the training split) for a regression value."""
+    if schema.task != "regression":
+        return 1.0
+    return float(np.ptp(y)) or 1.0
+
+
+def parity(model: keras.Model, lite: LiteRTModel, x: np.ndarray, scale: float = 1.0) -> dict:
+    """The largest difference between Keras and LiteRT outputs on `x`, absolute and divided by
+    `scale`; raises ParityError when the latter exceeds PARITY_TOLERANCE."""
     expected = model.predict(x, verbose=0)
     worst = float(np.max(np.abs(expected - lite.predict(x))))
-    if not worst <= PARITY_TOLERANCE:
+    if not worst / scale <= PARITY_TOLERANCE:
         raise ParityError(f"the LiteRT export differs from the Keras model by up to {worst:.3g} "
-                          f"on {len(x)} rows (allowed: {PARITY_TOLERANCE:g}); not writing it")
-    return worst
+                          f"({worst / scale:.3g} of {scale:g}) on {len(x)} rows (allowed: "
+                          f"{PARITY_TOLERANCE:g}); not writing it")
+    return {"max_abs_diff": worst, "scale": scale, "max_diff": worst / scale, "rows": len(x)}
 
 
 def git_commit() -> str:

@@ -1,4 +1,5 @@
-"""The metric gate: the committed policy (training/gate.toml) and its verdict on a candidate.
+"""The metric gate: the committed policy (data/gate.toml, else training/gates/<task>.toml)
+and its verdict on a candidate.
 
 Pure functions over metrics and probabilities; reading the policy file is the only I/O.
 """
@@ -12,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from contract.errors import InputError, in_file
-from training.metrics import HIGHER_IS_BETTER, metric
+from training.metrics import HIGHER_IS_BETTER, metric, metrics_for
 
-DEFAULT_POLICY = Path(__file__).with_name("gate.toml")
+# The gate of the data set in data/ when it has one, else the default of the schema's task.
+DATA_POLICY = Path("data") / "gate.toml"
+TASK_POLICIES = Path(__file__).with_name("gates")  # binary.toml, multiclass.toml, regression.toml
 LIMITS = {  # policy key -> (performance key, what it is, unit)
     "max_model_size_bytes": ("model_size_bytes", "the model's size", "bytes"),
     "max_inference_us_1_row": ("inference_us_1_row", "LiteRT inference time for 1 row", "us"),
@@ -57,7 +60,12 @@ class Comparison:
         return self.candidate - self.champion
 
 
-def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
+def default_policy(task: str) -> Path:
+    return DATA_POLICY if DATA_POLICY.is_file() else TASK_POLICIES / f"{task}.toml"
+
+
+def load_policy(path: str | Path, task: str | None = None) -> Policy:
+    """The policy in `path`; with a task, refused when it names a metric the task lacks."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -66,7 +74,14 @@ def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML ({e})") from e
     with in_file(path):
-        return policy_from_dict(data)
+        policy = policy_from_dict(data)
+        if task is not None:
+            named = {policy.primary_metric, *policy.minimum, *policy.maximum}
+            lacking = sorted(named - set(metrics_for(task)))
+            if lacking:
+                raise InputError(f"names {', '.join(lacking)}, not a metric of the {task} task; "
+                                 f"its metrics are {', '.join(metrics_for(task))}")
+        return policy
 
 
 def policy_from_dict(data: dict) -> Policy:
@@ -108,7 +123,8 @@ def paired_bootstrap(y: np.ndarray, candidate: np.ndarray, champion: np.ndarray,
     rows, both models scored on the same resample. Rows are resampled within each class, so
     every resample has both classes and ROC AUC is always defined."""
     rng = np.random.default_rng(policy.seed)
-    classes = [np.flatnonzero(y == label) for label in (0, 1)]
+    classes = ([np.arange(len(y))] if y.dtype.kind == "f"  # regression: no classes
+               else [np.flatnonzero(y == label) for label in np.unique(y)])
     differences = np.empty(policy.bootstrap_samples)
     for i in range(policy.bootstrap_samples):
         rows = np.concatenate([rng.choice(c, size=len(c), replace=True) for c in classes])

@@ -1,43 +1,149 @@
-"""The model builders. Each takes the training features (to adapt its Normalization layer,
-so the model takes raw feature values) and returns a compiled Keras model whose output is
-the probability of the positive label."""
+"""The model builders and the registry that names them.
+
+To add a model: write a settings dataclass and a builder, and register them together with
+`@register("name", Settings)`; then list the name in TrainConfig.models (training/config.py).
+A builder receives the task ("binary", "multiclass" or "regression"), the encoded training
+inputs and its settings, and returns a compiled Keras model. `preprocessing` gives it the
+model's input and the features ready for dense layers; `output_layer` and `compile_for` add
+what the task needs. Every model so built takes the contract's input (one float32 column per
+feature: numbers, category indices, NaN for missing) and gives the contract's output.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
+from keras import ops
 
-from training.config import TrainConfig
-
-
-def build_mlp(train_x: np.ndarray, config: TrainConfig) -> keras.Model:
-    layers = [keras.Input((train_x.shape[1],), name="features"), _normalization(train_x)]
-    for units in config.mlp_hidden_units:
-        layers += [keras.layers.Dense(units, activation="relu"),
-                   keras.layers.Dropout(config.mlp_dropout)]
-    layers.append(keras.layers.Dense(1, activation="sigmoid", name="probability"))
-    return _compiled(keras.Sequential(layers, name="mlp"), config.mlp_learning_rate)
+from contract.errors import InputError
+from contract.schema import Schema
 
 
-def build_logistic_regression(train_x: np.ndarray, config: TrainConfig) -> keras.Model:
-    model = keras.Sequential([
-        keras.Input((train_x.shape[1],), name="features"),
-        _normalization(train_x),
-        keras.layers.Dense(1, activation="sigmoid", name="probability",
-                           kernel_regularizer=keras.regularizers.L2(config.logistic_regression_l2)),
-    ], name="logistic_regression")
-    return _compiled(model, config.logistic_regression_learning_rate)
+@dataclass(frozen=True)
+class Inputs:
+    """The training split as a builder sees it, encoded as the model's input."""
+    schema: Schema
+    x: np.ndarray  # float32 [rows, features]: numbers, category indices, NaN for missing
+    y: np.ndarray  # binary 1 for the positive label; multiclass the label index; regression value
+
+    @property
+    def task(self) -> str:
+        return self.schema.task
 
 
-BUILDERS = {"mlp": build_mlp, "logistic_regression": build_logistic_regression}
+@dataclass(frozen=True)
+class Registered:
+    build: Callable[[str, Inputs, object], keras.Model]
+    settings: type
 
 
-def _normalization(train_x: np.ndarray) -> keras.layers.Normalization:
-    layer = keras.layers.Normalization(name="normalization")
-    layer.adapt(train_x)
-    return layer
+REGISTRY: dict[str, Registered] = {}
 
 
-def _compiled(model: keras.Model, learning_rate: float) -> keras.Model:
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                  metrics=[keras.metrics.AUC(name="auc")])
+def register(name: str, settings: type):
+    """Register `builder(task, inputs, settings)` under `name`, with its settings class."""
+    def add(builder):
+        REGISTRY[name] = Registered(builder, settings)
+        return builder
+    return add
+
+
+def build(name: str, inputs: Inputs, settings=None) -> keras.Model:
+    """The compiled model `name` for the training inputs; `settings` default to its class's."""
+    if name not in REGISTRY:
+        raise InputError(f"no model named {name!r}; registered: {', '.join(REGISTRY)}")
+    registered = REGISTRY[name]
+    return registered.build(inputs.task, inputs, settings or registered.settings())
+
+
+# The building blocks every builder shares
+
+def preprocessing(inputs: Inputs) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The model's input and, from it, every feature ready for dense layers: missing numbers
+    imputed with the training split's median (and a 0/1 "was missing" column where nullable),
+    categories one-hot (a missing category is all zeros plus its "was missing" column), then
+    standardized with the training split's statistics. Builtin ops only, so LiteRT runs it as
+    it is: the NaN test is `x != x`."""
+    schema = inputs.schema
+    x = keras.Input((len(schema.features),), name="features")
+    parts = []
+    for i, feature in enumerate(schema.features):
+        column = x[:, i:i + 1]
+        missing = ops.not_equal(column, column)
+        if feature.is_category:
+            codes = np.arange(len(feature.categories), dtype=np.float32)
+            parts.append(ops.cast(ops.equal(column, codes), "float32"))
+        elif feature.nullable:
+            present = inputs.x[:, i][~np.isnan(inputs.x[:, i])]
+            median = np.float32(np.median(present) if len(present) else 0.0)
+            parts.append(ops.where(missing, median, column))
+        else:
+            parts.append(column)
+        if feature.nullable:
+            parts.append(ops.cast(missing, "float32"))
+    encoded = ops.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    normalization = keras.layers.Normalization(name="normalization")
+    normalization.adapt(np.asarray(keras.Model(x, encoded)(inputs.x)))
+    return x, normalization(encoded)
+
+
+def output_layer(task: str, inputs: Inputs, hidden: keras.KerasTensor,
+                 regularizer=None) -> keras.KerasTensor:
+    """The contract's output: binary the positive label's probability [N, 1]; multiclass a
+    probability per label [N, K]; regression the value in the target's units [N, 1] (the
+    dense layer learns the standardized target, the last layer scales it back)."""
+    if task == "binary":
+        return keras.layers.Dense(1, activation="sigmoid", name="probability",
+                                  kernel_regularizer=regularizer)(hidden)
+    if task == "multiclass":
+        return keras.layers.Dense(len(inputs.schema.labels), activation="softmax",
+                                  name="probabilities", kernel_regularizer=regularizer)(hidden)
+    standardized = keras.layers.Dense(1, name="standardized", kernel_regularizer=regularizer)(
+        hidden)
+    mean, std = float(np.mean(inputs.y)), float(np.std(inputs.y))
+    return keras.layers.Rescaling(std or 1.0, offset=mean, name="value")(standardized)
+
+
+LOSSES = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",
+          "regression": "mean_squared_error"}
+
+
+def compile_for(task: str, model: keras.Model, learning_rate: float) -> keras.Model:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=LOSSES[task])
     return model
+
+
+# The models
+
+@dataclass(frozen=True)
+class MLPSettings:
+    hidden_units: tuple[int, ...] = (16, 8)
+    dropout: float = 0.1
+    learning_rate: float = 1e-3
+
+
+@register("mlp", MLPSettings)
+def build_mlp(task: str, inputs: Inputs, settings: MLPSettings) -> keras.Model:
+    x, hidden = preprocessing(inputs)
+    for units in settings.hidden_units:
+        hidden = keras.layers.Dense(units, activation="relu")(hidden)
+        hidden = keras.layers.Dropout(settings.dropout)(hidden)
+    model = keras.Model(x, output_layer(task, inputs, hidden), name="mlp")
+    return compile_for(task, model, settings.learning_rate)
+
+
+@dataclass(frozen=True)
+class LinearSettings:
+    l2: float = 1e-3
+    learning_rate: float = 1e-2
+
+
+@register("linear", LinearSettings)
+def build_linear(task: str, inputs: Inputs, settings: LinearSettings) -> keras.Model:
+    """Logistic regression (binary), softmax regression (multiclass) or linear regression."""
+    x, features = preprocessing(inputs)
+    model = keras.Model(x, output_layer(task, inputs, features,
+                                        keras.regularizers.L2(settings.l2)), name="linear")
+    return compile_for(task, model, settings.learning_rate)

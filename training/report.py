@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.metrics import HIGHER_IS_BETTER
-from training.plots import FILES
+from training.metrics import metrics_for
+from training.plots import FILES, files_for
 
-METRICS = tuple(HIGHER_IS_BETTER)  # accuracy, roc_auc, f1, precision, recall, log_loss
+LOSSES = {"binary": "binary cross-entropy", "multiclass": "cross-entropy",
+          "regression": "mean squared error"}
+
+
+def task_of(results: dict) -> str:
+    return results.get("task", "binary")  # metrics.json from before tasks: binary
 
 
 def render(manifest: dict, results: dict, verdict: dict | None = None) -> str:
@@ -35,24 +40,24 @@ def render(manifest: dict, results: dict, verdict: dict | None = None) -> str:
 
 def summary(manifest: dict, results: dict, model_dir: Path, seconds: float) -> str:
     """The one screen printed at the end of training."""
+    metrics = metrics_for(task_of(results))
     name_width = max(len(n) for n in results["models"]) + 12
     lines = ["", "== training summary ==",
-             f"{'':<{name_width}}" + "".join(f"{m:>10}" for m in METRICS)]
+             f"{'':<{name_width}}" + "".join(f"{m:>10}" for m in metrics)]
     for name, scores in results["models"].items():
         for part in ("validation", "test"):
             lines.append(f"{name + ' ' + part:<{name_width}}"
-                         + "".join(f"{scores[part][m]:>10.4f}" for m in METRICS))
+                         + "".join(f"{scores[part][m]:>10.4f}" for m in metrics))
     performance, parity = results["performance"], results["parity"]
     lines += [
         f"candidate:   {results['candidate']} (better validation {results['primary_metric']}),"
         f" model version {manifest['version']}",
-        "test split:  " + ", ".join(f"{m} {results['metrics'][m]:.4f}" for m in METRICS),
-        f"LiteRT:      parity max |diff| {parity['max_abs_diff']:.2g} over {parity['rows']} "
-        f"test rows (allowed {parity['tolerance']:g}); {_size(performance['model_size_bytes'])};"
+        "test split:  " + ", ".join(f"{m} {results['metrics'][m]:.4f}" for m in metrics),
+        f"LiteRT:      parity {_parity(parity)}; {_size(performance['model_size_bytes'])};"
         f" {performance['inference_us_1_row']:.1f} us for 1 row, "
         f"{performance['inference_us_1024_rows']:.1f} us for 1024 rows",
         f"written:     {model_dir}/ model.tflite model.keras manifest.json metrics.json "
-        f"report.md and {len(FILES)} plots",
+        f"report.md and {len(files_for(task_of(results)))} plots",
         f"took:        {seconds:.1f} s",
     ]
     return "\n".join(lines)
@@ -95,7 +100,7 @@ def _gate_section(verdict: dict) -> str:
             "LiteRT.",
             _table(["metric", "candidate", "champion", "candidate - champion"], [
                 [m, f"{ours[m]:.4f}", f"{theirs[m]:.4f}", f"{ours[m] - theirs[m]:+.4f}"]
-                for m in METRICS]),
+                for m in metrics_for(verdict.get("task", "binary"))]),
             f"Paired bootstrap of {c['metric']} (candidate - champion): "
             f"{c['confidence']:.0%} confidence interval {c['low']:+.4f} to {c['high']:+.4f}.",
         ]
@@ -104,34 +109,50 @@ def _gate_section(verdict: dict) -> str:
 
 def _data_section(manifest: dict, results: dict) -> str:
     data, schema, split = manifest["data"], manifest["schema"], results["split"]
-    names = ", ".join(f"`{f['name']}`" for f in schema["features"])
+    task = task_of(results)
+    names = ", ".join(f"`{f['name']}`" + (" (category)" if f.get("dtype") == "category" else "")
+                      + (" (may be missing)" if f.get("nullable") else "")
+                      for f in schema["features"])
+    target = {
+        "binary": lambda: f"labels {', '.join(schema['labels'])}; positive label "
+                          f"`{schema['positive_label']}`",
+        "multiclass": lambda: f"labels {', '.join(schema['labels'])}",
+        "regression": lambda: "a number (regression)",
+    }[task]()
     return "\n\n".join([
         "## Data",
-        f"`{data['path']}` (sha256 `{data['sha256']}`), {data['rows']} rows. Target "
-        f"`{schema['target']}` with labels {', '.join(schema['labels'])}; positive label "
-        f"`{schema['positive_label']}`. Split (stratified, seed "
-        f"{results['config']['seed']}): {split['train']} train, {split['validation']} "
-        f"validation, {split['test']} test rows.",
-        f"{len(schema['features'])} features, raw values as in the CSV: {names}. "
-        "Their meaning, units, source and license are in the data set's DATA.md.",
+        f"`{data['path']}` (sha256 `{data['sha256']}`), {data['rows']} rows. Task {task}: "
+        f"target `{schema['target']}`, {target}. Split (seed {results['config']['seed']}"
+        f"{'' if task == 'regression' else ', stratified by label'}): {split['train']} train, "
+        f"{split['validation']} validation, {split['test']} test rows.",
+        f"{len(schema['features'])} features: {names}. Their meaning, units, source and "
+        "license are in the data set's DATA.md.",
         f"![Feature distributions]({FILES['feature_distributions']})",
     ])
 
 
 def _model_section(manifest: dict, results: dict) -> str:
-    config, name = results["config"], results["candidate"]
+    config, name, task = results["config"], results["candidate"], task_of(results)
     trained = results["models"][name]
+    schema = manifest["schema"]
+    output = {
+        "binary": f"float32 [N, 1], the probability of `{schema.get('positive_label')}` "
+                  f"(decision threshold {manifest['model']['threshold']})",
+        "multiclass": f"float32 [N, {len(schema.get('labels', []))}], the probability of each "
+                      f"label in the order {', '.join(schema.get('labels', []))}",
+        "regression": f"float32 [N, 1], `{schema['target']}` in its own units",
+    }[task]
     return "\n\n".join([
         "## Model",
         f"`{name}`, {trained['parameters']:,} parameters. Input: one float32 tensor [N, "
-        f"{len(manifest['schema']['features'])}] of raw feature values (a Normalization layer "
-        "adapted on the training split is part of the model); output: float32 [N, 1], the "
-        f"probability of `{manifest['schema']['positive_label']}`. Decision threshold "
-        f"{manifest['model']['threshold']}.",
-        f"Trained with Adam and binary cross-entropy, batch size {config['batch_size']}, at most "
-        f"{config['max_epochs']} epochs with early stopping on the validation loss (patience "
-        f"{config['patience']}, best weights kept): it ran {trained['epochs']} epochs, the best "
-        f"at epoch {trained['best_epoch']}.",
+        f"{len(schema['features'])}], a column per feature (numbers as they are, a category "
+        "as its index in the schema, missing as NaN). Inside the model, from the training "
+        "split: missing numbers imputed with the median (plus a was-missing column), "
+        "categories one-hot, then standardized. Output: " + output + ".",
+        f"Trained with Adam and {LOSSES[task]}, batch size {config['batch_size']}, at most "
+        f"{config['max_epochs']} epochs, keeping the epoch with the best validation "
+        f"{results['primary_metric']} (patience {config['patience']}): it ran "
+        f"{trained['epochs']} epochs, the best at epoch {trained['best_epoch']}.",
         _table(["setting", "value"], [[k, f"`{v}`"] for k, v in config.items()]),
         f"![Training curves]({FILES['training_curves']})",
     ])
@@ -141,11 +162,11 @@ def _comparison_section(results: dict) -> str:
     models = results["models"]
     header = ["metric"] + [f"{n} ({part})" for n in models for part in ("validation", "test")]
     rows = [[m] + [f"{models[n][part][m]:.4f}" for n in models for part in ("validation", "test")]
-            for m in METRICS]
+            for m in metrics_for(task_of(results))]
     rows.append(["parameters"] + [f"{models[n]['parameters']:,}" for n in models for _ in (1, 2)])
     return "\n\n".join([
         "## Models compared",
-        f"Both trained on the same split; the candidate is the one with the better validation "
+        f"All trained on the same split; the candidate is the one with the best validation "
         f"{results['primary_metric']} (the gate's primary metric): **{results['candidate']}**. "
         "The test split played no part in the choice. Metrics from Keras predictions.",
         _table(header, rows),
@@ -153,19 +174,30 @@ def _comparison_section(results: dict) -> str:
 
 
 def _metrics_section(schema: dict, results: dict) -> str:
-    metrics = results["metrics"]
-    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    negative = next(label for label in schema["labels"] if label != schema["positive_label"])
-    positive = schema["positive_label"]
-    return "\n\n".join([
-        "## Metrics on the test split",
-        f"From the exported model.tflite run with LiteRT, as the service runs it; "
-        f"{results['split']['test']} rows, threshold {results['threshold']}.",
-        _table(list(METRICS), [[f"{metrics[m]:.4f}" for m in METRICS]]),
-        _table(["actual \\ predicted", negative, positive],
-               [[negative, tn, fp], [positive, fn, tp]]),
-        f"![ROC curve]({FILES['roc_curve']}) ![Confusion matrix]({FILES['confusion_matrix']})",
-    ])
+    metrics, task = results["metrics"], task_of(results)
+    names = metrics_for(task)
+    parts = ["## Metrics on the test split",
+             f"From the exported model.tflite run with LiteRT, as the service runs it; "
+             f"{results['split']['test']} rows"
+             + (f", threshold {results['threshold']}." if task == "binary" else "."),
+             _table(list(names), [[f"{metrics[m]:.4f}" for m in names]])]
+    if task == "binary":
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        negative = next(label for label in schema["labels"] if label != schema["positive_label"])
+        positive = schema["positive_label"]
+        parts.append(_table(["actual \\ predicted", negative, positive],
+                            [[negative, tn, fp], [positive, fn, tp]]))
+    if task == "multiclass":
+        parts.append(_table(["label", "precision", "recall", "test rows"], [
+            [label, f"{c['precision']:.4f}", f"{c['recall']:.4f}", c["support"]]
+            for label, c in metrics["per_class"].items()]))
+        parts.append(_table(["actual \\ predicted", *schema["labels"]], [
+            [label, *row] for label, row in zip(schema["labels"], metrics["confusion_matrix"])]))
+    titles = {"roc_curve": "ROC curve", "confusion_matrix": "Confusion matrix",
+              "predicted_vs_actual": "Predicted against actual", "residuals": "Residuals"}
+    parts.append(" ".join(f"![{titles[name]}]({file})" for name, file in files_for(task).items()
+                          if name in titles))
+    return "\n\n".join(parts)
 
 
 def _performance_section(results: dict) -> str:
@@ -177,24 +209,37 @@ def _performance_section(results: dict) -> str:
             f"{performance['inference_us_1_row']:.1f} us",
             f"{performance['inference_us_1024_rows']:.1f} us"]]),
         "Median of repeated LiteRT calls on the machine that trained the model. Keras and "
-        f"LiteRT probabilities differ by at most {parity['max_abs_diff']:.2g} over the "
-        f"{parity['rows']} test rows (allowed: {parity['tolerance']:g}).",
+        f"LiteRT: {_parity(parity)}.",
     ])
 
 
 def _limits_section(manifest: dict, results: dict) -> str:
-    rows = results["split"]["test"]
-    return "\n\n".join(["## Limits", "\n".join([
-        f"- The test split has {rows} rows: one row more or less right moves accuracy by "
-        f"{1 / rows:.4f}. The gate compares with a champion through a bootstrap confidence "
-        "interval for this reason.",
-        f"- The threshold {manifest['model']['threshold']} weighs false positives and false "
-        "negatives alike; where one costs more, choose the threshold for that cost.",
+    rows, task = results["split"]["test"], task_of(results)
+    lines = [f"- The test split has {rows} rows"
+             + (f": one row more or less right moves accuracy by {1 / rows:.4f}. "
+                if task != "regression" else ". ")
+             + "The gate compares with a champion through a confidence interval for this "
+               "reason."]
+    if task == "binary":
+        lines.append(f"- The threshold {manifest['model']['threshold']} weighs false positives "
+                     "and false negatives alike; where one costs more, choose the threshold "
+                     "for that cost.")
+    lines += [
         f"- The model knows only the population behind `{manifest['data']['path']}`; read the "
         "data set's DATA.md for where it comes from and what it leaves out. Values outside "
-        "the schema's ranges are refused, not extrapolated.",
+        "the schema's ranges and categories it does not list are refused, not extrapolated.",
         "- Inference times are from the training machine; `make bench` measures the service.",
-    ])])
+    ]
+    return "\n\n".join(["## Limits", "\n".join(lines)])
+
+
+def _parity(parity: dict) -> str:
+    """The export check in words (older metrics.json: absolute difference only)."""
+    scale = parity.get("scale", 1.0)
+    against = "" if scale == 1.0 else f", {parity['max_diff']:.2g} of the target's range {scale:g}"
+    return (f"max |diff| {parity['max_abs_diff']:.2g}{against} over {parity['rows']} rows (the "
+            f"test split and rows with each missing value and category; allowed "
+            f"{parity['tolerance']:g})")
 
 
 def _reproduce_section(manifest: dict) -> str:
