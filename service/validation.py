@@ -90,15 +90,25 @@ class BatchParser:
         self._name_set = frozenset(self.names)
         self._values_of = operator.itemgetter(*self.names)
         features = schema.features
-        # The fast path's bounds: the schema's range within float32's, one comparison each.
+        # The fast paths' bounds: the schema's range within float32's, one comparison each.
         self._low = np.array([-FLOAT32_MAX if f.minimum is None else max(f.minimum, -FLOAT32_MAX)
                               for f in features])
         self._high = np.array([FLOAT32_MAX if f.maximum is None else min(f.maximum, FLOAT32_MAX)
                                for f in features])
-        self._integer = np.array([f.dtype == "int" for f in features])
-        self._any_integer = bool(self._integer.any())
-        # Numbers only, never null: the whole batch is checked at once in numpy.
+        # None where no feature needs the check: the numbers-only path runs on every request.
+        self._integer = np.array([f.dtype == "int" for f in features]) \
+            if any(f.dtype == "int" for f in features) else None
+        self._nullable = np.array([f.nullable for f in features]) \
+            if any(f.nullable for f in features) else None
+        # Numbers only, never null: the whole batch becomes one array in one step.
         self._all_numbers = not any(f.is_category or f.nullable for f in features)
+        # Otherwise, column by column: a category through a table of the contract's own
+        # encodings of its values (and of null), a number column by the types it may hold.
+        self._columns = [
+            ({value: f.encode(value) for value in f.categories + (None,) * f.nullable}, None)
+            if f.is_category else (None, NUMBER_TYPES | {type(None)} if f.nullable
+                                   else NUMBER_TYPES)
+            for f in features]
         self._encoders = [f.encode for f in features]
 
     def parse(self, document: dict) -> Batch:
@@ -206,26 +216,46 @@ class BatchParser:
         return "; ".join(parts) + f" (the features are: {', '.join(self.names)})"
 
     def _to_array(self, rows, key: str) -> np.ndarray:
-        """`rows` (each holding the features in schema order) as float32 [N, F]."""
+        """`rows` (each holding the features in schema order) as float32 [N, F]. The fast
+        paths build the array and check it at once; when a value fails them, the exact path
+        encodes value by value and says which and why."""
         flat = list(chain.from_iterable(rows))
-        if self._all_numbers:
-            batch = self._numbers(flat)
-            if batch is not None:
-                return batch
+        values = self._numbers(flat) if self._all_numbers else self._by_column(flat)
+        if values is not None and self._valid(values):
+            return values.astype(np.float32)
         return self._encode(flat, key)
 
     def _numbers(self, flat: list) -> np.ndarray | None:
-        """The fast path, for a schema of numbers only: one pass over the types in C, one
-        combined check in numpy (the same checks as the contract's encoding); None when a value
-        fails it, and the exact path then says which and why."""
+        """A schema of numbers only: one pass over the types in C, one array."""
         if not set(map(type, flat)) <= NUMBER_TYPES:
             return None
-        # orjson gives finite floats and int64s only (it refuses 1e999 and NaN).
-        values = np.array(flat, dtype=np.float64).reshape(-1, len(self.names))
+        return np.array(flat, dtype=np.float64).reshape(-1, len(self.names))
+
+    def _by_column(self, flat: list) -> np.ndarray | None:
+        width = len(self.names)
+        values = np.empty((len(flat) // width, width))
+        for column, (table, types) in enumerate(self._columns):
+            cells = flat[column::width]
+            if table is not None:
+                try:
+                    values[:, column] = list(map(table.__getitem__, cells))
+                except (KeyError, TypeError):  # not one of the categories, or unhashable
+                    return None
+            elif set(map(type, cells)) <= types:
+                values[:, column] = np.array(cells, dtype=np.float64)  # null: NaN
+            else:
+                return None
+        return values
+
+    def _valid(self, values: np.ndarray) -> bool:
+        """The contract's checks of a number, on the whole batch at once (orjson gives finite
+        floats and int64s only: it refuses 1e999 and NaN)."""
         inside = (values >= self._low) & (values <= self._high)
-        if self._any_integer:
+        if self._integer is not None:
             inside &= ~self._integer | (values == np.floor(values))
-        return values.astype(np.float32) if inside.all() else None
+        if self._nullable is not None:
+            inside |= self._nullable & np.isnan(values)
+        return bool(inside.all())
 
     def _encode(self, flat: list, key: str) -> np.ndarray:
         """The exact path: every value through its feature's encoding, the first refusal
