@@ -15,7 +15,7 @@ class ConstantPredictor(Predictor):
     """The real model's manifest and schema (the loading checks run too), no inference."""
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        return np.full(len(rows), 0.5, dtype=np.float32)
+        return np.full((len(rows), len(self.schema.outputs)), 0.5, dtype=np.float32)
 
 
 def create_app():

@@ -89,10 +89,13 @@ def wait_ready(port: int, process: subprocess.Popen, timeout: float) -> float:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
         try:
-            if request(port, "GET", "/readyz", timeout=1)[0] == 200:
-                return time.perf_counter() - started
+            status, _, body = request(port, "GET", "/readyz", timeout=1)
         except OSError:
-            pass
+            status, body = None, b""
+        if status == 200:
+            return time.perf_counter() - started
+        if b'"failed"' in body:  # the model will never load
+            raise RuntimeError(body.decode())
         time.sleep(0.005)
     raise RuntimeError(f"not ready after {timeout} s")
 
@@ -306,8 +309,10 @@ def main(argv=None) -> int:
     report = {"machine": machine(), "settings": args.gunicorn_args or "service/gunicorn_conf.py",
               "duration_s": args.duration, "rounds": args.rounds, "servers": {}}
     alternated = [label for label in args.only if label != "baseline"]
-    running = {label: Server(label, commands[label], env) for label in alternated}
+    running = {}
     try:
+        for label in alternated:
+            running[label] = Server(label, commands[label], env)
         runs = {label: {c: [] for c in args.concurrency} for label in alternated}
         for round_ in range(args.rounds):
             for connections in args.concurrency:
