@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+from time import perf_counter
 
 import gevent
 import orjson
@@ -41,14 +42,14 @@ class ServiceWorker(GeventWorker):
         if length is not None and length > self.max_body_bytes:
             req.must_close = True  # the app refuses it unread; the rest is never read
             return super().handle_request(listener_name, req, sock, addr)
-        started = gevent.get_hub().loop.now()
+        started = perf_counter()
         try:
             with gevent.Timeout(self.body_timeout):
                 # One more byte than allowed tells the app (werkzeug) that a chunked body is
                 # too large; what is left of it is then never read.
                 body = req.body.read(self.max_body_bytes + 1)
         except gevent.Timeout:
-            self._request_timeout(req, sock, addr, gevent.get_hub().loop.now() - started)
+            self._request_timeout(req, sock, addr, perf_counter() - started)
             raise StopIteration() from None  # gunicorn closes the connection
         if len(body) > self.max_body_bytes:
             req.must_close = True

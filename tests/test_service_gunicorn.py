@@ -236,8 +236,7 @@ def test_graceful_shutdown_under_load_while_another_server_takes_the_port(start,
     # Counts, not fixed sleeps: a loaded machine may answer only a few requests a second.
     wait_until(lambda: len(outcomes) > 20, "20 requests answered before the switch")
     before = len(outcomes)
-    # A sync worker reading this half-sent body serves nothing else meanwhile (the queue of
-    # its own SO_REUSEPORT socket waits): the load sees a short stall here, not a failure.
+    # A request in flight in the old server when the signal comes: its body only half sent.
     in_flight = socket.create_connection(("127.0.0.1", private))
     head = (f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
             f"Connection: close\r\n\r\n").encode()
