@@ -1,6 +1,7 @@
 """What the release tests share (test_container.py on the Docker target, test_kubernetes.py on a
-cluster): the Makefile targets run as a user runs them, releases built once, the clean-up of a
-test's registry repository and images, and a client that counts failed requests."""
+cluster): the Makefile targets run as a user runs them, releases built once, the story every
+deploy target must tell, a client that counts failed requests, and the clean-up of a test's
+registry repository and images."""
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +11,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,50 @@ class Traffic:
         self.stopping.set()
         for thread in self.threads:
             thread.join()
+
+
+def release_story(env: dict, rows: list, url: Callable[[], str],
+                  serving: Callable[[str], None],
+                  settled: Callable[[], None] = lambda: time.sleep(0.5)) -> dict:
+    """What every deploy target must do, run as a user runs it: deploy 1.0.0, switch to 2.0.0,
+    refuse the broken 2.1.0 (2.0.0 serving on), roll back to the release before and forward to
+    2.0.0 by name, refuse an unknown version. A client sends requests to `url()` through every
+    switch until `settled()` returns, and none may fail; `serving(version)` checks what serves
+    after each step. Returns each step's result for the target's own checks."""
+    def switch(target: str, **variables) -> subprocess.CompletedProcess:
+        with Traffic(url(), rows) as traffic:
+            time.sleep(0.5)
+            result = make(target, env, **variables)
+            settled()
+        print(f"  {traffic.sent} requests during the switch, {len(traffic.failures)} failed")
+        assert traffic.sent > 0
+        assert traffic.failures == [], traffic.failures[:5]
+        return result
+
+    steps = {"first": ok(make("deploy", env, VERSION="1.0.0"))}
+    serving("1.0.0")
+
+    steps["switch"] = ok(switch("deploy", VERSION="2.0.0"))
+    serving("2.0.0")
+
+    steps["broken"] = broken = switch("deploy", VERSION="2.1.0")
+    assert broken.returncode != 0
+    assert "2.1.0 never became ready" in broken.stderr
+    # refused on the service's own word, not after a timeout
+    assert "says it cannot become ready" in broken.stderr and "model.tflite" in broken.stderr
+    assert "still serving" in broken.stderr and "2.0.0" in broken.stderr
+    serving("2.0.0")
+
+    steps["rollback"] = ok(switch("rollback"))
+    assert "1.0.0" in steps["rollback"]
+    serving("1.0.0")
+
+    steps["rollback_named"] = ok(switch("rollback", VERSION="2.0.0"))
+    serving("2.0.0")
+
+    unknown = make("rollback", env, VERSION="9.9.9")
+    assert unknown.returncode != 0
+    # the known releases in semantic-version order
+    assert "unknown version 9.9.9; known releases: 1.0.0, 2.0.0, 2.1.0\n" in unknown.stderr
+    serving("2.0.0")
+    return steps

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import uuid
 
@@ -25,7 +24,7 @@ from deploy.settings import Settings
 from deploy.smoke import free_port, sample_rows
 
 import release_tools
-from release_tools import Traffic, make, ok, unavailable
+from release_tools import make, ok, unavailable
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -177,45 +176,12 @@ def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env,
         assert registry.digest(env["IMAGE"], PRODUCTION_TAG) == digest
         assert requests.get(f"http://127.0.0.1:{env['PORT']}/readyz", timeout=5).ok
 
-    def switch(target: str, **variables) -> subprocess.CompletedProcess:
-        with Traffic(f"http://127.0.0.1:{env['PORT']}/", rows) as traffic:
-            time.sleep(0.5)
-            result = make(target, env, **variables)
-            time.sleep(0.5)
-        print(f"  {traffic.sent} requests during the switch, {len(traffic.failures)} failed")
-        assert traffic.sent > 0
-        assert traffic.failures == [], traffic.failures[:5]
-        return result
-
-    ok(make("deploy", env, VERSION="1.0.0"))
-    serving("1.0.0")
-
-    ok(switch("deploy", VERSION="2.0.0"))
-    serving("2.0.0")
-
-    broken = switch("deploy", VERSION="2.1.0")
-    assert broken.returncode != 0
-    assert "2.1.0 never became ready" in broken.stderr
-    # refused on the service's own word, not after DEPLOY_READY_TIMEOUT
-    assert "it says it cannot become ready" in broken.stderr and "model.tflite" in broken.stderr
-    assert "still serving" in broken.stderr and "2.0.0" in broken.stderr
-    serving("2.0.0")
-
-    assert "1.0.0" in ok(switch("rollback"))
-    serving("1.0.0")
-
-    ok(switch("rollback", VERSION="2.0.0"))
-    serving("2.0.0")
+    release_tools.release_story(env, rows, lambda: f"http://127.0.0.1:{env['PORT']}/", serving)
 
     other = DockerDriver(Settings(image="another-service", port=int(env["PORT"])), engine)
     service = env["IMAGE"].replace("/", "-")
     with pytest.raises(DeployError, match=f"port {env['PORT']} is taken by {service};"):
         other.deploy(Release("1.0.0", images["1.0.0"]))
-
-    unknown = make("rollback", env, VERSION="9.9.9")
-    assert unknown.returncode != 0
-    assert "unknown version 9.9.9; known releases: " in unknown.stderr
-    assert "1.0.0, 2.0.0, 2.1.0\n" in unknown.stderr  # in semantic-version order
     serving("2.0.0")
 
 

@@ -24,7 +24,7 @@ from deploy.kubernetes_driver import MANIFESTS, KubernetesDriver
 from deploy.registry import PRODUCTION_TAG, Registry
 from deploy.settings import Settings
 from deploy.smoke import sample_rows
-from release_tools import REPO, Traffic, built_releases, make, ok, release_env, \
+from release_tools import REPO, built_releases, make, ok, release_env, release_story, \
     remove_releases, unavailable
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.docker, pytest.mark.slow]
@@ -92,12 +92,14 @@ def old_pods_gone(env: dict, timeout: float = 90) -> None:
     raise AssertionError(f"pods still terminating after {timeout} s")
 
 
-def reachable(env: dict, cluster_url: str) -> str:
+def reachable(env: dict) -> str:
     """A URL of the Service for a client on this machine: its ClusterIP where the host routes
     Service addresses (the local cluster), else a NodePort Service with the same selector that
     kind maps to 127.0.0.1:NODE_PORT (.ci/cluster)."""
     if not env.get("NODE_PORT"):
-        return cluster_url
+        service = json.loads(kubectl(env, "get", "service", "model-service", "--namespace",
+                                     env["KUBE_NAMESPACE"], "--output", "json"))["spec"]
+        return f"http://{service['clusterIP']}:{service['ports'][0]['port']}/"
     service = {"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": "model-service-nodeport", "namespace": env["KUBE_NAMESPACE"]},
                "spec": {"type": "NodePort", "selector": {"app.kubernetes.io/name": "model-service"},
@@ -122,43 +124,11 @@ def test_deploy_switch_broken_release_and_rollbacks(k8s_env, releases, model_dir
         assert serving_digests(env) == {digest}
         assert registry.digest(env["IMAGE"], PRODUCTION_TAG) == digest
 
-    def switch(target: str, **variables) -> subprocess.CompletedProcess:
-        with Traffic(url, rows) as traffic:
-            time.sleep(0.5)
-            result = make(target, env, **variables)
-            old_pods_gone(env)  # they serve (and could fail requests) until they are gone
-        print(f"  {traffic.sent} requests through the Service, {len(traffic.failures)} failed")
-        assert traffic.sent > 0
-        assert traffic.failures == [], traffic.failures[:5]
-        return result
-
-    first = ok(make("deploy", env, VERSION="1.0.0"))
-    assert f"namespace {env['KUBE_NAMESPACE']} created" in first
-    url = reachable(env, first.rpartition(" serves at ")[2].split()[0])
-    serving("1.0.0")
-
-    ok(switch("deploy", VERSION="2.0.0"))
-    serving("2.0.0")
-
-    broken = switch("deploy", VERSION="2.1.0")
-    assert broken.returncode != 0
-    assert "2.1.0 never became ready" in broken.stderr
-    # refused on the service's own word, not after the progress deadline
-    assert "says it cannot become ready" in broken.stderr and "model.tflite" in broken.stderr
-    assert "the rollout was undone" in broken.stderr
-    assert "still serving" in broken.stderr and "2.0.0" in broken.stderr
-    serving("2.0.0")
-
-    assert "rollback: model-service 1.0.0" in ok(switch("rollback"))
-    serving("1.0.0")
-
-    ok(switch("rollback", VERSION="2.0.0"))
-    serving("2.0.0")
-
-    unknown = make("rollback", env, VERSION="9.9.9")
-    assert unknown.returncode != 0
-    assert "unknown version 9.9.9; known releases: 1.0.0, 2.0.0, 2.1.0\n" in unknown.stderr
-    serving("2.0.0")
+    # The old pods serve (and could fail requests) until they are gone.
+    steps = release_story(env, rows, lambda: reachable(env), serving, lambda: old_pods_gone(env))
+    assert f"namespace {env['KUBE_NAMESPACE']} created" in steps["first"]
+    assert "the rollout was undone" in steps["broken"].stderr
+    assert "rollback: model-service 1.0.0" in steps["rollback"]
 
 
 def test_a_broken_first_release_leaves_nothing_behind(k8s_env, releases):
