@@ -354,9 +354,9 @@ def test_a_slow_body_gets_408_and_a_stalled_header_is_closed(start, example):
     assert call(server.port, "POST", PREDICT, body, timeout=2)[0] == 200
     answer = slow_body.makefile("rb").read()
     assert answer.startswith(b"HTTP/1.1 408"), answer
-    assert b"BODY_TIMEOUT" in answer and 0.9 < time.monotonic() - started < 3
+    assert b"BODY_TIMEOUT" in answer and 0.5 < time.monotonic() - started < 4
     assert slow_headers.makefile("rb").read() == b""  # closed without an answer
-    assert 4.5 < time.monotonic() - started < 7
+    assert 4 < time.monotonic() - started < 9
     for connection in (slow_body, slow_headers):
         connection.close()
     text = call(server.port, "GET", "/metrics")[2].decode()
