@@ -30,7 +30,7 @@ VENV := .venv
 PY   := $(VENV)/bin/python
 say   = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help provision install lint test train evaluate serve build smoke push candidate promote deploy rollback status pipeline bench act
+.PHONY: help provision install lint test test-fast example train evaluate serve build smoke push candidate promote deploy rollback status pipeline bench act
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -89,6 +89,19 @@ test: install ## the whole test suite, with coverage (training/ must stay at 85%
 	$(PY) -m pytest
 	$(PY) -m coverage report --include='training/*' --fail-under=85 --format=total \
 	  | xargs printf 'training/ line coverage: %s%% (minimum 85%%)\n'
+
+test-fast: install ## the unit tests alone, in under a minute: no trained model, container, browser or cluster
+	$(call say,test-fast: pytest -m "$(FAST_TESTS)")
+	$(PY) -m pytest --no-cov -q -m "$(FAST_TESTS)"
+
+FAST_TESTS := not slow and not trains and not docker and not browser and not kubernetes
+
+example: ## make an example the active data set: make example NAME=penguins (see examples/)
+	$(call say,example: examples/$(NAME)/ -> data/)
+	@test -n "$(NAME)" -a -d "examples/$(NAME)" || { \
+	  echo "NAME must name a directory of examples/: $$(ls examples | tr '\n' ' ')" >&2; exit 2; }
+	rm -f data/*.csv data/schema.json data/DATA.md data/gate.toml
+	cp examples/$(NAME)/* data/
 
 train: install ## validate the data, train, export to LiteRT and write the artifacts to MODEL_DIR
 	$(call say,train: data/ -> $(MODEL_DIR)/)

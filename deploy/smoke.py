@@ -26,14 +26,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sample_rows(schema: dict, quantiles=(0.1, 0.5, 0.9)) -> list[list[float]]:
-    """Valid rows spread over each feature's declared range (schema order, raw values)."""
+def sample_rows(schema: dict, quantiles=(0.1, 0.5, 0.9)) -> list[list]:
+    """Valid rows as a request sends them (schema order, JSON values), one per quantile of each
+    number's declared range; categories taken in turn; the middle row leaves every nullable
+    feature missing (null)."""
     rows = []
-    for q in quantiles:
+    for i, q in enumerate(quantiles):
         row = []
         for feature in schema["features"]:
             low, high = feature.get("minimum"), feature.get("maximum")
-            if low is not None and high is not None:
+            if feature.get("nullable") and i == len(quantiles) // 2:
+                value = None
+            elif feature["dtype"] == "category":
+                value = feature["categories"][i % len(feature["categories"])]
+            elif low is not None and high is not None:
                 value = low + q * (high - low)
             elif low is not None:
                 value = low + q
@@ -41,17 +47,22 @@ def sample_rows(schema: dict, quantiles=(0.1, 0.5, 0.9)) -> list[list[float]]:
                 value = high - q
             else:
                 value = q
-            row.append(float(round(value)) if feature["dtype"] == "int" else value)
+            row.append(float(round(value)) if feature["dtype"] == "int" and value is not None
+                       else value)
         rows.append(row)
     return rows
 
 
-def local_predictions(model_file: Path, rows: list[list[float]]) -> list[float]:
+def local_predictions(model_dir: Path, rows: list[list]) -> list[list[float]]:
+    """What the model predicts for the rows here, with LiteRT: [N, K] as the service answers."""
     import numpy as np
 
     from contract.litert import LiteRTModel
-    model = LiteRTModel(model_file.read_bytes(), str(model_file))
-    return model.predict(np.asarray(rows, dtype=np.float32))[:, 0].tolist()
+    manifest = Manifest.load(model_dir)
+    x = np.array([[feature.encode(value) for feature, value in zip(manifest.schema.features, row)]
+                  for row in rows], dtype=np.float32)
+    model_file = model_dir / "model.tflite"
+    return LiteRTModel(model_file.read_bytes(), str(model_file)).predict(x).tolist()
 
 
 def wait_ready(url: str, container, timeout: float) -> None:
@@ -79,7 +90,7 @@ def smoke(reference: str, model_name: str = "model", timeout: float = 60.0,
         model_dir = extract_model(reference, Path(tmp), client)
         try:
             rows = sample_rows(Manifest.load(model_dir).raw["schema"])
-            expected = local_predictions(model_dir / "model.tflite", rows)
+            expected = local_predictions(model_dir, rows)
         except (ValueError, RuntimeError) as error:
             raise ImageError(f"the model in {reference} does not load: {error}") from error
     port = free_port()
@@ -96,8 +107,9 @@ def smoke(reference: str, model_name: str = "model", timeout: float = 60.0,
                                  json={"instances": rows}, timeout=10)
         if response.status_code != 200:
             raise ImageError(f"predict answered {response.status_code}: {response.text[:300]}")
-        got = [prediction[0] for prediction in response.json()["predictions"]]
-        worst = max(abs(a - b) for a, b in zip(got, expected, strict=True))
+        got = response.json()["predictions"]
+        worst = max(abs(a - b) for mine, theirs in zip(got, expected, strict=True)
+                    for a, b in zip(mine, theirs, strict=True))
         if worst > TOLERANCE:
             raise ImageError(f"the service predicts {got}, the model in the image {expected}")
         user = client.api.exec_create(container.id, ["id", "-u"])["Id"]

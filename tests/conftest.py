@@ -62,6 +62,20 @@ def write_task_data(directory: Path, task: str, rows: int = 300,
     return data_path, schema_path
 
 
+# Fixtures that train a model on a real data set: a test that uses one (directly, through
+# another fixture, or through a fixture parameter named "active data set" that asks for
+# model_dir) is marked `trains`, so `make test-fast` can leave it out.
+TRAINING_FIXTURES = {"model_dir", "untrained_model_dir", "task_model_dirs"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or "active data set" in params.values()):
+            item.add_marker(pytest.mark.trains)
+
+
 def active_policy(schema_path: Path = SCHEMA):
     """The gate policy `make train` uses for a data set with this schema."""
     from contract.schema import Schema

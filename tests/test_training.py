@@ -213,6 +213,7 @@ def test_an_unknown_model_name_is_an_input_error(small):
         models.build("forest", small["binary"])
 
 
+@pytest.mark.trains  # a whole training run
 def test_a_registered_builder_takes_part_with_its_settings(small, tmp_path):
     from dataclasses import dataclass
 
@@ -276,6 +277,7 @@ def test_parity_fails_loudly_when_litert_and_keras_disagree(small):
         export.parity(model, lite, inputs.x)
 
 
+@pytest.mark.trains  # a whole training run
 def test_training_stops_and_writes_no_model_when_parity_fails(tmp_path, monkeypatch, small):
     data, schema = write_task_data(tmp_path / "data", "binary")
     other = export.to_tflite(models.build("linear", small["binary"]))
@@ -377,6 +379,7 @@ def test_metrics_json_has_every_model_and_the_candidate_is_the_best_on_validatio
         assert len(history[f"val_{primary}"]) == len(history["loss"])
 
 
+@pytest.mark.trains  # a whole training run
 def test_progress_lines_and_the_summary(tmp_path):
     lines = []
     data, schema = write_task_data(tmp_path / "data", "multiclass")

@@ -109,6 +109,8 @@ def fit(name: str, data: Dataset, split: Split, config: TrainConfig, primary: st
                         epochs=config.max_epochs, shuffle=False, verbose=0,
                         callbacks=[stop]).history
     history = {"loss": [float(v) for v in history["loss"]], **stop.history}
+    # Predictions come one batch per call again (many batches per call retrace per row count).
+    model.steps_per_execution, model.predict_function = 1, None
     out(f"  {name:<12} stopped after epoch {len(history['loss'])}, best validation "
         f"{primary} at epoch {stop.best_epoch}")
 
