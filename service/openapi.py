@@ -34,11 +34,10 @@ def _feature_schema(feature) -> dict:
             schema["enum"].append(None)
         else:
             schema["type"] = [schema["type"], "null"]
-    description = feature.description
-    if feature.nullable:
-        description = (description + " " if description else "") + "null: missing."
-    if description:
-        schema["description"] = description
+    notes = [feature.description] * bool(feature.description) + ["null: a missing value"] \
+        * feature.nullable
+    if notes:
+        schema["description"] = "; ".join(notes)
     return schema
 
 

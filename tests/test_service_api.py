@@ -202,9 +202,8 @@ def test_one_interpreter_call_per_request(model_dir, real_rows):
 
 def test_interpreters_are_per_thread(model, real_rows):
     """Threads predicting at once with different batch sizes each get their own answers."""
-    x = np.array([[row[name] for name in model.schema.feature_names] for row in real_rows],
-                 dtype=np.float32)
-    expected = {n: model.predict(x[:n]) for n in (1, 7, 40)}
+    x = np.array(encoded(model.schema, real_rows), dtype=np.float32)
+    expected = {n: model.predict(x[:n]).copy() for n in (1, 7, 40)}  # predict gives a view
     failures = []
 
     def work(n):

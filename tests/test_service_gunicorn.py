@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from service.predictor import Predictor
+
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT = "/v1/models/model:predict"
 
@@ -106,7 +108,6 @@ def start(model_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def example(model_dir):
-    from service.predictor import Predictor
     return Predictor(model_dir).example()
 
 
@@ -120,8 +121,8 @@ def test_production_server(start, example, model_dir):
     assert status == 200, body
     assert headers["Content-Type"] == "application/json"
     assert headers["X-Request-ID"] == "it-works"
-    [[probability]] = json.loads(body)["predictions"]
-    assert 0 <= probability <= 1
+    [answer] = json.loads(body)["predictions"]
+    assert answer == pytest.approx(Predictor(model_dir).warm_up())  # the example row's answer
     status, headers, body = call(server.port, "GET", "/v1/models/model/metadata")
     assert status == 200 and headers["Content-Type"] == "application/json"
     status, _, body = call(server.port, "PUT", PREDICT)
@@ -284,34 +285,51 @@ def test_try_it_page_in_a_browser(start, example, model_dir):
     server.wait_ready()
     status, _, body = call(server.port, "POST", PREDICT,
                            json.dumps({"instances": [example]}).encode())
-    [[expected]] = json.loads(body)["predictions"]
-    schema = json.loads((model_dir / "manifest.json").read_text())["schema"]
+    [expected] = json.loads(body)["predictions"]
+    schema = Predictor(model_dir).schema
     browser = chromium_driver()
     try:
         browser.get(f"http://127.0.0.1:{server.port}/")
-        inputs = browser.find_elements(By.CSS_SELECTOR, "#predict input")
-        assert [i.get_attribute("name") for i in inputs] == [f["name"] for f in schema["features"]]
-        assert [float(i.get_attribute("value")) for i in inputs] == pytest.approx(
-            [example[f["name"]] for f in schema["features"]])
+        fields = browser.find_elements(By.CSS_SELECTOR, "#predict input, #predict select")
+        assert [f.get_attribute("name") for f in fields] == list(schema.feature_names)
+        for field, feature in zip(fields, schema.features):  # the example row, prefilled
+            value, shown = example[feature.name], field.get_attribute("value")
+            if value is None:
+                assert shown == ""
+            elif feature.is_category:
+                assert shown == str(value)
+            else:
+                assert float(shown) == pytest.approx(value)
         browser.find_element(By.CSS_SELECTOR, "#predict button").click()
         WebDriverWait(browser, 10).until(
             lambda b: b.find_element(By.ID, "result").is_displayed())
-        shown = float(browser.find_element(By.ID, "probability").text)
-        assert shown == pytest.approx(expected, abs=5e-5)
-        label = schema["positive_label"] if expected >= 0.5 else next(
-            x for x in schema["labels"] if x != schema["positive_label"])
-        assert browser.find_element(By.ID, "class").text == label
+        # the answer as the task gives it
+        if schema.task == "regression":
+            assert float(browser.find_element(By.ID, "value").text) == pytest.approx(
+                expected[0], rel=1e-5)
+        elif schema.task == "multiclass":
+            shown = [float(cell.text) for cell in browser.find_elements(
+                By.CSS_SELECTOR, "#probabilities output")]
+            assert shown == pytest.approx(expected, abs=5e-5)
+            assert browser.find_element(By.ID, "class").text == schema.labels[
+                expected.index(max(expected))]
+        else:
+            shown = float(browser.find_element(By.ID, "probability").text)
+            assert shown == pytest.approx(expected[0], abs=5e-5)
+            label = schema.positive_label if expected[0] >= 0.5 else schema.negative_label
+            assert browser.find_element(By.ID, "class").text == label
         assert "curl -d" in browser.find_element(By.ID, "curl").text
 
         # an answer the API refuses is shown, not swallowed: lift the browser's own range
-        # check from the first field and send a value outside the schema's range
-        first = schema["features"][0]
-        browser.execute_script("arguments[0].removeAttribute('max');", inputs[0])
-        inputs[0].clear()
-        inputs[0].send_keys(str((first["maximum"] or 0) * 10 + 1))
+        # check from a bounded field and send a value outside the schema's range
+        index, bounded = next((i, f) for i, f in enumerate(schema.features)
+                              if f.maximum is not None)
+        browser.execute_script("arguments[0].removeAttribute('max');", fields[index])
+        fields[index].clear()
+        fields[index].send_keys(str(bounded.maximum + abs(bounded.maximum) + 1))
         browser.find_element(By.CSS_SELECTOR, "#predict button").click()
         WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "error").is_displayed())
-        assert f"feature '{first['name']}'" in browser.find_element(By.ID, "error").text
+        assert f"feature '{bounded.name}'" in browser.find_element(By.ID, "error").text
         assert not browser.find_element(By.ID, "result").is_displayed()
     finally:
         browser.quit()
