@@ -208,3 +208,31 @@ def test_predict_never_fails_and_always_answers_as_documented(fuzzed):
             assert answer["error"], "an error names what was wrong"
 
     check()
+
+
+ROUTES = ["/", "/healthz", "/readyz", "/metrics", "/monitoring/prometheus/metrics",
+          "/openapi.json", "/static/predict.js", "/static/style.css", "/v1/models/model",
+          "/v1/models/model/metadata", "/v1/models/model:predict", "/v1/models/model:classify",
+          "/v1/models/model/versions/1:predict", "/v1/models/model/labels/x:regress"]
+
+
+@pytest.mark.slow
+def test_no_route_answers_a_malformed_request_with_a_5xx(fuzzed):
+    """Any method, a known route bent by a suffix (separators, dots, escapes, non-ASCII), a
+    query string and any body: a 4xx with a JSON error or an answer, never a 5xx."""
+    client = fuzzed[0]
+    pieces = list("/.:%?&=#~ ab0") + ["%2F", "%00", "..", "é", "%ff", "\\"]
+    suffixes = st.lists(st.sampled_from(pieces), max_size=6).map("".join)
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+           route=st.sampled_from(ROUTES), suffix=suffixes,
+           body=st.binary(max_size=64) | st.builds(lambda v: json.dumps(v).encode(), any_json))
+    def check(method, route, suffix, body):
+        response = client.open(route + suffix, method=method, data=body,
+                               headers={"Content-Type": "application/json"})
+        assert response.status_code < 500, (method, route + suffix, response.get_data())
+        if response.status_code >= 400 and method != "HEAD":
+            assert response.get_json()["error"]
+
+    check()
