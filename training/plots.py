@@ -23,6 +23,10 @@ FILES = {
     "predicted_vs_actual": "predicted_vs_actual.png",
     "residuals": "residuals.png",
 }
+# What each task's training loss is called (training/models.py LOSSES), for the figures and the
+# report.
+LOSS_NAMES = {"binary": "binary cross-entropy", "multiclass": "cross-entropy",
+              "regression": "mean squared error"}
 BY_TASK = {
     "binary": ("training_curves", "feature_distributions", "roc_curve", "confusion_matrix"),
     "multiclass": ("training_curves", "feature_distributions", "confusion_matrix"),
@@ -65,9 +69,7 @@ def training_curves(histories: dict, primary: str, task: str, path: Path) -> Non
         loss_ax.plot(epochs, history["val_loss"], "--", color=line.get_color(),
                      label=f"{name} validation")
         metric_ax.plot(epochs, history[f"val_{primary}"], color=line.get_color(), label=name)
-    loss = {"binary": "binary cross-entropy", "multiclass": "cross-entropy",
-            "regression": "mean squared error"}[task]
-    loss_ax.set(title=f"Loss ({loss})", xlabel="epoch", ylabel="loss")
+    loss_ax.set(title=f"Loss ({LOSS_NAMES[task]})", xlabel="epoch", ylabel="loss")
     metric_ax.set(title=f"Validation {primary} (picks the epoch and the model)", xlabel="epoch",
                   ylabel=primary)
     loss_ax.legend()

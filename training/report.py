@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.metrics import metrics_for
-from training.plots import FILES, files_for
-
-LOSSES = {"binary": "binary cross-entropy", "multiclass": "cross-entropy",
-          "regression": "mean squared error"}
+from training.plots import FILES, LOSS_NAMES, files_for
 
 
 def task_of(results: dict) -> str:
@@ -149,7 +146,7 @@ def _model_section(manifest: dict, results: dict) -> str:
         "as its index in the schema, missing as NaN). Inside the model, from the training "
         "split: missing numbers imputed with the median (plus a was-missing column), "
         "categories one-hot, then standardized. Output: " + output + ".",
-        f"Trained with Adam and {LOSSES[task]}, batch size {config['batch_size']}, at most "
+        f"Trained with Adam and {LOSS_NAMES[task]}, batch size {config['batch_size']}, at most "
         f"{config['max_epochs']} epochs, keeping the epoch with the best validation "
         f"{results['primary_metric']} (patience {config['patience']}): it ran "
         f"{trained['epochs']} epochs, the best at epoch {trained['best_epoch']}.",

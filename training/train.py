@@ -83,8 +83,11 @@ class EarlyStopping(keras.callbacks.Callback):
 
 
 def seed_everything(seed: int) -> None:
-    """Same seed, same machine, same metrics: seeds Python, numpy and TensorFlow and makes
+    """Same seed, same machine, same model: seeds Python, numpy and TensorFlow and makes
     TensorFlow's ops deterministic."""
+    # Layer and op names (which the exported model holds) count up within a process: start
+    # them afresh, so a model trained after others is byte for byte the one trained alone.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
