@@ -1,12 +1,12 @@
 """A property-based fuzz of the predict route (hypothesis), for the active data set's model and
-a small model of each task (binary, multiclass, regression; categories and nullable features).
-Bodies valid and broken in every way the API can see (shapes, types, names, lengths, ranges,
-categories, nulls, NaN and Infinity, broken JSON, too many rows, too large), on the plain and
-the versioned route, for the loaded model and others. Whatever comes in, the answer is never
-a 5xx, its status is one the service's own /openapi.json lists for that route, its body is
-valid against the schema listed there, and a 200 answers only a request that the document's
-request schema allows. The document's GET routes are held to the same, for the loaded version
-and another."""
+a model of each task trained on a small data set (binary, multiclass, regression; categories
+and missing values). Bodies valid and broken in every way the API can see (shapes, types,
+names, lengths, ranges, categories, nulls, NaN and Infinity, broken JSON, too many rows, too
+large), on the plain and the versioned route, for the loaded model and others. Whatever comes
+in, the answer is never a 5xx, its status is one the service's own /openapi.json lists for
+that route, its body is valid against the schema listed there, and a 200 answers only a
+request that the document's request schema allows. The document's GET routes are held to the
+same, for the loaded version and another."""
 from __future__ import annotations
 
 import json
@@ -19,8 +19,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from service_tasks import SCHEMAS, task_model_dir
-
+from contract.schema import TASKS
 from service import create_app
 from service.config import Config
 
@@ -29,14 +28,14 @@ MAX_BODY_BYTES = 16 * 1024
 PLAIN, VERSIONED = "/v1/models/{name}:predict", "/v1/models/{name}/versions/{version}:predict"
 
 
-@pytest.fixture(scope="module", params=["active data set", *SCHEMAS])
-def fuzzed(request, tmp_path_factory):
+@pytest.fixture(scope="module", params=["active data set", *TASKS])
+def fuzzed(request):
     """For the active data set's model or a small one of a task: the app with small limits
     (so "too many rows" and "too large" are reachable), its client, its schema, its version,
     and for each (route, method, status) that its OpenAPI document lists a validator of the
     JSON body (None for another content type)."""
     model_dir = (request.getfixturevalue("model_dir") if request.param == "active data set"
-                 else task_model_dir(tmp_path_factory, request.param))
+                 else request.getfixturevalue("task_model_dirs")[request.param][0])
     app = create_app(Config(model_dir=model_dir, max_rows=MAX_ROWS,
                             max_body_bytes=MAX_BODY_BYTES))
     client = app.test_client()
