@@ -23,6 +23,8 @@ from contract.schema import TASKS
 from service import create_app
 from service.config import Config
 
+pytestmark = pytest.mark.trains  # every test here runs on a trained model (some chosen late)
+
 MAX_ROWS = 8
 MAX_BODY_BYTES = 16 * 1024
 PLAIN, VERSIONED = "/v1/models/{name}:predict", "/v1/models/{name}/versions/{version}:predict"
