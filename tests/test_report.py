@@ -121,3 +121,16 @@ def test_the_summaries_fit_one_screen(model_dir, tmp_path):
     assert report.gate_summary(verdict, tmp_path).splitlines() == [
         "  FAIL  minimum f1: f1 is low",
         f"gate FAILED: 1 of 1 rules failed; report: {tmp_path / 'report.md'}"]
+
+
+def test_a_champion_of_another_task_exits_2(task_model_dirs, tmp_path, capsys):
+    from training.__main__ import main
+
+    candidate = shutil.copytree(task_model_dirs["multiclass"][0], tmp_path / "candidate")
+    champion = task_model_dirs["binary"][0]
+    (tmp_path / "gate.toml").write_text('primary_metric = "accuracy"\n')
+    assert main(["evaluate", "--model-dir", str(candidate), "--champion", str(champion),
+                 "--gate", str(tmp_path / "gate.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "the champion answers binary (yes), the candidate multiclass (small, medium, " \
+           "large); the two cannot be compared" in err

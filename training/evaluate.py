@@ -101,6 +101,10 @@ def _champion_model(directory: Path, schema: Schema) -> LiteRTModel:
         if theirs.feature_names != schema.feature_names:
             raise InputError(f"{manifest_path}: the champion takes other features than the "
                              "candidate; the two cannot be compared on the same rows")
+        if (theirs.task, theirs.outputs) != (schema.task, schema.outputs):
+            raise InputError(f"{manifest_path}: the champion answers {theirs.task} "
+                             f"({', '.join(theirs.outputs)}), the candidate {schema.task} "
+                             f"({', '.join(schema.outputs)}); the two cannot be compared")
     try:
         model = LiteRTModel(path.read_bytes(), str(path))
     except OSError as e:
@@ -108,4 +112,7 @@ def _champion_model(directory: Path, schema: Schema) -> LiteRTModel:
     if model.n_features != len(schema.features):
         raise InputError(f"{path}: the champion takes {model.n_features} features, the "
                          f"candidate {len(schema.features)}")
+    if model.n_outputs != len(schema.outputs):
+        raise InputError(f"{path}: the champion gives {model.n_outputs} outputs, the "
+                         f"candidate {len(schema.outputs)}")
     return model
