@@ -33,7 +33,7 @@ say   = @printf '\n==> %s\n' "$(1)"
 .PHONY: help provision install lint test test-fast example train evaluate serve build smoke push candidate promote deploy rollback status pipeline bench act
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 provision: ## install and start what the tests need and the venv lacks (Docker engine, registry, tools)
 	$(call say,provision: Docker engine, local registry, base image and test tools)
@@ -90,7 +90,7 @@ test: install ## the whole test suite, with coverage (training/ must stay at 85%
 	$(PY) -m coverage report --include='training/*' --fail-under=85 --format=total \
 	  | xargs printf 'training/ line coverage: %s%% (minimum 85%%)\n'
 
-test-fast: install ## the unit tests alone, in under a minute: no trained model, container, browser or cluster
+test-fast: install ## the unit tests alone: no trained model, container, browser or cluster (about 15 s of CPU)
 	$(call say,test-fast: pytest -m "$(FAST_TESTS)")
 	$(PY) -m pytest --no-cov -q -m "$(FAST_TESTS)"
 
