@@ -124,6 +124,7 @@ class Schema:
     labels: tuple[str, ...]          # the output order; empty for regression
     positive_label: str | None = None  # binary only
     task: str = "binary"
+    key: str | None = None  # a column that identifies a row: its split follows from it
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -211,7 +212,12 @@ class Schema:
         if task != "binary" and positive is not None:
             raise InputError(f"the schema's positive_label is for the binary task only "
                              f"(this one is {task})")
-        return cls(features, target, labels, positive, task)
+        key = d.get("key")
+        if key is not None and (not isinstance(key, str) or not key or key in names
+                                or key == target):
+            raise InputError("the schema's key must be the name of a column that is neither "
+                             "a feature nor the target")
+        return cls(features, target, labels, positive, task, key)
 
     def to_dict(self) -> dict:
         d = {"task": self.task, "target": self.target}
@@ -220,6 +226,8 @@ class Schema:
         if self.task == "binary":
             d["positive_label"] = self.positive_label
         d["features"] = [_feature_dict(f) for f in self.features]
+        if self.key is not None:
+            d["key"] = self.key
         return d
 
 

@@ -107,6 +107,14 @@ def test_the_report_against_a_champion_compares_the_task_metrics(task_model_dirs
     assert "### Candidate against champion" in text
     for name in metrics_for(task):
         assert re.search(rf"\| {name} \| -?\d+\.\d{{4}} \| -?\d+\.\d{{4}} \| \+0\.0000 \|", text)
+    # The rule in plain words, the rows compared and how often they catch max_regression.
+    rows = json.loads((candidate / "metrics.json").read_text())["split"]["test"]
+    assert f"Both models scored the {rows} test rows the champion did not train on (0 of the " \
+           f"{rows} left out because it did), with LiteRT." in text
+    assert f"The candidate fails against the champion only when the test rows show it worse on " \
+           f"{primary}" in text
+    assert re.search(rf"\*\*On these {rows} rows this gate catches a (drop|rise) of 0\.01 in "
+                     rf"{primary} (only )?\d+ times in 100", text)
 
 
 def test_the_summaries_fit_one_screen(model_dir, tmp_path):
@@ -132,5 +140,5 @@ def test_a_champion_of_another_task_exits_2(task_model_dirs, tmp_path, capsys):
     assert main(["evaluate", "--model-dir", str(candidate), "--champion", str(champion),
                  "--gate", str(tmp_path / "gate.toml")]) == 2
     err = capsys.readouterr().err
-    assert "the champion answers binary (yes), the candidate multiclass (small, medium, " \
-           "large); the two cannot be compared" in err
+    assert "the champion and the candidate differ in their task: 'binary' against " \
+           "'multiclass'; they cannot be compared" in err

@@ -22,35 +22,8 @@ from training.data import load_dataset
 from contract.errors import InputError
 from contract.litert import LiteRTModel
 from contract.schema import Schema
-from training.split import stratified_split
 
 from conftest import DATA, SCHEMA, TASKS, active_policy, write_task_data
-
-Y = np.array([0] * 60 + [1] * 40)
-
-
-# Split
-
-def test_the_split_is_deterministic_stratified_and_disjoint():
-    a = stratified_split(Y, 7, 0.15, 0.2)
-    b = stratified_split(Y, 7, 0.15, 0.2)
-    for left, right in zip((a.train, a.validation, a.test), (b.train, b.validation, b.test)):
-        np.testing.assert_array_equal(left, right)
-    every = np.concatenate([a.train, a.validation, a.test])
-    assert sorted(every) == list(range(len(Y)))
-    assert (len(a.test), len(a.validation), len(a.train)) == (20, 15, 65)
-    assert Y[a.test].mean() == Y.mean() and Y[a.validation].mean() == Y.mean()
-    assert not np.array_equal(stratified_split(Y, 8, 0.15, 0.2).test, a.test)
-
-
-def test_a_class_too_small_to_split_is_an_input_error():
-    with pytest.raises(InputError, match="only 2 row.s. have the label 'malignant'"):
-        stratified_split(np.array([0] * 50 + [1] * 2), 1, 0.15, 0.2, {0: "b", 1: "malignant"})
-
-
-def test_impossible_fractions_are_refused():
-    with pytest.raises(ValueError):
-        stratified_split(Y, 1, 0.5, 0.5)
 
 
 # Metrics
@@ -331,7 +304,7 @@ def test_each_task_trains_to_the_contract(task_model_dirs, task):
 def test_the_manifest_follows_the_contract(model_dir):
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert set(manifest) == {"version", "created", "git_commit", "files", "data", "schema",
-                             "model", "example", "libraries"}
+                             "model", "example", "libraries", "trained_on"}
     created = datetime.datetime.fromisoformat(manifest["created"])
     assert created.tzinfo is not None
     assert manifest["version"] == str(int(created.timestamp()))

@@ -1,12 +1,17 @@
 """Reading and writing the model directory's files (the I/O edge of train and evaluate)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from contract.errors import InputError
+from contract.manifest import MANIFEST_FILE
 
 
 def sha256(path: Path) -> str:
@@ -14,7 +19,41 @@ def sha256(path: Path) -> str:
 
 
 def write_json(path: Path, content: dict) -> None:
-    path.write_text(json.dumps(content, indent=2) + "\n")
+    write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Written beside and renamed into place: a reader sees the old file or the new, whole."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def replacing(directory: Path) -> Iterator[Path]:
+    """A new directory next to `directory`, for a whole set of artifacts: when the block ends
+    without an error it replaces `directory` (the old one is moved aside, the new one renamed
+    into place, the old one removed); on an error it is removed and `directory` is untouched.
+    Refuses to replace a directory that holds files but no manifest.json: someone else's."""
+    directory = Path(directory)
+    if directory.is_dir() and any(directory.iterdir()) \
+            and not (directory / MANIFEST_FILE).is_file():
+        raise InputError(f"{directory}: holds files but no {MANIFEST_FILE}, so it is not a "
+                         "model directory; training replaces the model directory whole, so "
+                         "name a new or empty one")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new-", dir=directory.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    aside = staging.with_name(staging.name.replace(".new-", ".old-", 1))
+    if directory.exists():
+        os.rename(directory, aside)
+    os.rename(staging, directory)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def read_json(path: Path) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 
 from contract.errors import InputError
 from contract.schema import Schema
+from training.split import row_id
 
 # Enough to fix a file in one pass without burying the first problems in a wall of text.
 MAX_REPORTED_PROBLEMS = 20
@@ -28,17 +29,11 @@ class Dataset:
     x: np.ndarray  # float32 [rows, features] in schema order, the model's input (see contract)
     y: np.ndarray  # binary int 1 = positive label; multiclass int label index; regression float
     schema: Schema
+    ids: np.ndarray  # uint64 [rows], each row's id (training/split.py)
 
     @property
     def rows(self) -> int:
         return len(self.y)
-
-    @property
-    def strata(self) -> np.ndarray:
-        """What the split keeps in proportion: the classes; a regression target has none."""
-        if self.schema.task == "regression":
-            return np.zeros(self.rows, dtype=np.int64)
-        return self.y
 
 
 def load_dataset(path: str | Path, schema: Schema) -> Dataset:
@@ -51,12 +46,14 @@ def load_dataset(path: str | Path, schema: Schema) -> Dataset:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    x, y = parse_csv(text, schema, str(path))
-    return Dataset(str(path), hashlib.sha256(raw).hexdigest(), x, y, schema)
+    x, y, ids = parse_csv(text, schema, str(path))
+    return Dataset(str(path), hashlib.sha256(raw).hexdigest(), x, y, schema, ids)
 
 
-def parse_csv(text: str, schema: Schema, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and targets from CSV text, or an InputError listing every problem found."""
+def parse_csv(text: str, schema: Schema,
+              name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, targets and row ids from CSV text, or an InputError listing every problem
+    found."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or not any(cell.strip() for cell in header):
@@ -66,9 +63,10 @@ def parse_csv(text: str, schema: Schema, name: str) -> tuple[np.ndarray, np.ndar
     _check_header(header, schema, name)
     columns = [header.index(n) for n in schema.feature_names]
     target_column = header.index(schema.target)
+    id_columns = [header.index(schema.key)] if schema.key else columns
 
     problems: list[str] = []
-    features, targets = [], []
+    features, targets, ids = [], [], []
     start = reader.line_num + 1
     for cells in reader:
         # A quoted cell may span lines: a row is where it starts, line_num is where it ends.
@@ -90,7 +88,11 @@ def parse_csv(text: str, schema: Schema, name: str) -> tuple[np.ndarray, np.ndar
             targets.append(schema.encode_target(cells[target_column]))
         except InputError as e:
             problems.append(f"{where}, column {schema.target!r}: {e}")
+        if schema.key and not cells[id_columns[0]].strip():
+            problems.append(f"{where}, column {schema.key!r}: empty key (the schema's key "
+                            "identifies each row)")
         features.append(row)
+        ids.append(row_id(cells[column] for column in id_columns))
     if problems:
         raise InputError(_summary(name, problems))
     if not targets:
@@ -102,11 +104,11 @@ def parse_csv(text: str, schema: Schema, name: str) -> tuple[np.ndarray, np.ndar
             raise InputError(f"{name}, column {schema.target!r}: every row is "
                              f"{schema.class_labels[y[0]]!r}; "
                              f"training needs two labels or more ({', '.join(schema.labels)})")
-    return np.asarray(features, dtype=np.float32), y
+    return np.asarray(features, dtype=np.float32), y, np.asarray(ids, dtype=np.uint64)
 
 
 def _check_header(header: list[str], schema: Schema, name: str) -> None:
-    expected = schema.feature_names + (schema.target,)
+    expected = schema.feature_names + (schema.target,) + ((schema.key,) if schema.key else ())
     missing = [c for c in expected if c not in header]
     extra = [c for c in header if c not in expected]
     repeated = sorted({c for c in header if header.count(c) > 1})

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.errors import InputError
+from contract.errors import InputError, in_file
 from contract.litert import LiteRTModel
 from contract.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 from contract.schema import Schema
 from training import champion, gate, report
-from training.artifacts import display_path, read_json, read_verified, write_json
+from training.artifacts import display_path, read_json, read_verified, write_json, write_text
 from training.config import TrainConfig
 from training.data import load_dataset
-from training.metrics import task_metrics
-from training.split import stratified_split
+from training.metrics import HIGHER_IS_BETTER, metric, task_metrics
+from training.split import assign, recorded_ids
 
 BATCH_ROWS = 1024
 
@@ -61,8 +61,8 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path | None = No
                          f"{data.sha256[:12]}..., the manifest says "
                          f"{trained_on['sha256'][:12]}...); train again")
     config = TrainConfig.from_dict(results["config"])
-    split = stratified_split(data.strata, config.seed, config.validation_fraction,
-                             config.test_fraction)
+    split = assign(data.ids, data.y, config.seed, config.validation_fraction,
+                   config.test_fraction)
     x, y = data.x[split.test], data.y[split.test]
     threshold = manifest.threshold
     candidate = evaluate_model(LiteRTModel(content), len(content), x, y, schema, threshold)
@@ -74,45 +74,55 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path | None = No
     comparison = None
     if champion_ref:
         with champion.resolve(champion_ref) as directory:
-            p = _champion_model(directory, schema).predict(x).copy()
-        comparison = gate.paired_bootstrap(y, candidate.outputs, p, policy.primary_metric,
-                                           threshold, policy)
-        verdict["champion"] = {"reference": champion_ref,
-                               "metrics": task_metrics(schema.task, y, p, threshold,
-                                                       schema.labels),
-                               "comparison": {**dataclasses.asdict(comparison),
-                                              "difference": comparison.difference}}
+            learnt_from, lite = _champion(directory, schema)
+            # Only rows the champion never learnt from: on the others it would look better.
+            fresh = (np.ones(len(y), dtype=bool) if learnt_from is None
+                     else ~np.isin(data.ids[split.test], learnt_from))
+            if fresh.sum() < 2:
+                raise InputError(f"champion {champion_ref}: it trained on {np.sum(~fresh)} of "
+                                 f"the {len(y)} test rows, which leaves too few to compare on")
+            p = lite.predict(x[fresh]).copy()
+        name, mine, truth = policy.primary_metric, candidate.outputs[fresh], y[fresh]
+        comparison = gate.compare(policy, truth, mine, p,
+                                  lambda t, outputs: metric(name, t, outputs, threshold),
+                                  HIGHER_IS_BETTER[name])
+        verdict["champion"] = {
+            "reference": champion_ref,
+            "metrics": task_metrics(schema.task, truth, p, threshold, schema.labels),
+            "candidate_metrics": task_metrics(schema.task, truth, mine, threshold,
+                                              schema.labels),
+            "test_rows": len(y),
+            "excluded_rows": None if learnt_from is None else int(np.sum(~fresh)),
+            "comparison": {**dataclasses.asdict(comparison), "difference": comparison.difference,
+                           "best_case": comparison.best_case, "passed": comparison.passed,
+                           "rule": gate.rule_in_words(policy),
+                           "power_statement": gate.power_statement(comparison)}}
     rules = gate.check(policy, candidate.metrics, candidate.performance, comparison)
     verdict["passed"] = all(rule.passed for rule in rules)
     verdict["rules"] = [dataclasses.asdict(rule) for rule in rules]
 
     write_json(model_dir / "evaluation.json", verdict)
-    (model_dir / "report.md").write_text(report.render(manifest.raw, results, verdict))
+    write_text(model_dir / "report.md", report.render(manifest.raw, results, verdict))
     out(report.gate_summary(verdict, model_dir))
     return 0 if verdict["passed"] else 1
 
 
-def _champion_model(directory: Path, schema: Schema) -> LiteRTModel:
-    """The champion's LiteRT model, refused when it does not take this schema's features."""
+def _champion(directory: Path, schema: Schema) -> tuple[np.ndarray | None, LiteRTModel]:
+    """The ids of the rows the champion learnt from (None when its manifest predates that
+    record) and its LiteRT model, refused unless it answers the candidate's question the same
+    way: same task, target, labels and features."""
+    manifest = Manifest.load(directory)
+    with in_file(directory / MANIFEST_FILE):
+        champion.check_comparable(manifest.schema, schema)
+        trained_on = manifest.raw.get("trained_on")
+        learnt_from = None if trained_on is None else recorded_ids(trained_on)
     path = directory / MODEL_FILE
-    manifest_path = directory / MANIFEST_FILE
-    if manifest_path.is_file():
-        theirs = Manifest.load(directory).schema
-        if theirs.feature_names != schema.feature_names:
-            raise InputError(f"{manifest_path}: the champion takes other features than the "
-                             "candidate; the two cannot be compared on the same rows")
-        if (theirs.task, theirs.outputs) != (schema.task, schema.outputs):
-            raise InputError(f"{manifest_path}: the champion answers {theirs.task} "
-                             f"({', '.join(theirs.outputs)}), the candidate {schema.task} "
-                             f"({', '.join(schema.outputs)}); the two cannot be compared")
     try:
         model = LiteRTModel(path.read_bytes(), str(path))
     except OSError as e:
         raise InputError(f"{path}: cannot read the champion's model ({e.strerror})") from e
-    if model.n_features != len(schema.features):
-        raise InputError(f"{path}: the champion takes {model.n_features} features, the "
-                         f"candidate {len(schema.features)}")
-    if model.n_outputs != len(schema.outputs):
-        raise InputError(f"{path}: the champion gives {model.n_outputs} outputs, the "
-                         f"candidate {len(schema.outputs)}")
-    return model
+    if (model.n_features, model.n_outputs) != (len(schema.features), len(schema.outputs)):
+        raise InputError(f"{path}: the champion takes {model.n_features} features and gives "
+                         f"{model.n_outputs} outputs, the candidate {len(schema.features)} and "
+                         f"{len(schema.outputs)}")
+    return learnt_from, model

@@ -89,17 +89,22 @@ def _gate_section(verdict: dict) -> str:
         for rule in verdict["rules"]])]
     champion = verdict["champion"]
     if champion:
-        ours, theirs = verdict["metrics"], champion["metrics"]
+        ours, theirs = champion["candidate_metrics"], champion["metrics"]
         c = champion["comparison"]
+        excluded = champion["excluded_rows"]
+        rows = (f"{c['rows']} of the {champion['test_rows']} test rows: the champion's manifest "
+                "does not record which rows it trained on, so some may be among them"
+                if excluded is None else
+                f"the {c['rows']} test rows the champion did not train on ({excluded} of the "
+                f"{champion['test_rows']} left out because it did)")
         parts += [
             "### Candidate against champion",
-            f"Champion: `{champion['reference']}`. Both models scored the same test rows with "
-            "LiteRT.",
+            f"Champion: `{champion['reference']}`. Both models scored {rows}, with LiteRT.",
             _table(["metric", "candidate", "champion", "candidate - champion"], [
                 [m, f"{ours[m]:.4f}", f"{theirs[m]:.4f}", f"{ours[m] - theirs[m]:+.4f}"]
                 for m in metrics_for(verdict.get("task", "binary"))]),
-            f"Paired bootstrap of {c['metric']} (candidate - champion): "
-            f"{c['confidence']:.0%} confidence interval {c['low']:+.4f} to {c['high']:+.4f}.",
+            c["rule"],
+            f"**{c['power_statement']}**",
         ]
     return "\n\n".join(parts)
 
@@ -119,8 +124,8 @@ def _data_section(manifest: dict, results: dict) -> str:
     return "\n\n".join([
         "## Data",
         f"`{data['path']}` (sha256 `{data['sha256']}`), {data['rows']} rows. Task {task}: "
-        f"target `{schema['target']}`, {target}. Split (seed {results['config']['seed']}"
-        f"{'' if task == 'regression' else ', stratified by label'}): {split['train']} train, "
+        f"target `{schema['target']}`, {target}. Split (by a hash of each row, seed "
+        f"{results['config']['seed']}): {split['train']} train, "
         f"{split['validation']} validation, {split['test']} test rows.",
         f"{len(schema['features'])} features: {names}. Their meaning, units, source and "
         "license are in the data set's DATA.md.",
@@ -215,8 +220,8 @@ def _limits_section(manifest: dict, results: dict) -> str:
     lines = [f"- The test split has {rows} rows"
              + (f": one row more or less right moves accuracy by {1 / rows:.4f}. "
                 if task != "regression" else ". ")
-             + "The gate compares with a champion through a confidence interval for this "
-               "reason."]
+             + "The gate fails a candidate against a champion only when the rows show it "
+               "worse, and says how large a drop they can show."]
     if task == "binary":
         lines.append(f"- The threshold {manifest['model']['threshold']} weighs false positives "
                      "and false negatives alike; where one costs more, choose the threshold "

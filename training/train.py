@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import export, plots, report
-from training.artifacts import display_path, write_json
+from training.artifacts import display_path, replacing, write_json, write_text
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset
 from training.evaluate import evaluate_model
@@ -23,7 +23,7 @@ from contract.litert import LiteRTModel
 from training.metrics import task_metrics, metric
 from training.models import Inputs, build
 from contract.schema import Schema
-from training.split import Split, stratified_split
+from training.split import Split, assign, record
 
 Printer = Callable[[str], None]
 THRESHOLD = 0.5
@@ -148,13 +148,24 @@ def example_row(row: np.ndarray, schema: Schema) -> dict:
 
 def run(data_path: Path, schema_path: Path, model_dir: Path, config: TrainConfig,
         policy: Policy, out: Printer = print) -> dict:
-    """The whole training stage; returns metrics.json's content."""
+    """The whole training stage; returns metrics.json's content. The artifacts go to a new
+    directory next to model_dir that replaces it once complete, so model_dir always holds one
+    whole model (never a new model with an old evaluation.json, nor half a model)."""
+    with replacing(model_dir) as staging:
+        results, summary = _train(data_path, schema_path, staging, config, policy, out,
+                                  model_dir)
+    out(summary)
+    return results
+
+
+def _train(data_path: Path, schema_path: Path, model_dir: Path, config: TrainConfig,
+           policy: Policy, out: Printer, final_dir: Path) -> tuple[dict, str]:
     started = time.perf_counter()
     trained_at = datetime.datetime.now(datetime.timezone.utc)
     schema = Schema.load(schema_path)
     data = load_dataset(data_path, schema)
-    split = stratified_split(data.strata, config.seed, config.validation_fraction,
-                             config.test_fraction, dict(enumerate(schema.class_labels)))
+    split = assign(data.ids, data.y, config.seed, config.validation_fraction,
+                   config.test_fraction, dict(enumerate(schema.class_labels)))
     out(f"data: {data.path}, {data.rows} rows, {len(schema.features)} features, task "
         f"{schema.task}; split "
         f"{len(split.train)} train / {len(split.validation)} validation / {len(split.test)} test")
@@ -165,7 +176,6 @@ def run(data_path: Path, schema_path: Path, model_dir: Path, config: TrainConfig
     out(f"candidate: {best.name} (validation {policy.primary_metric} "
         f"{best.validation[policy.primary_metric]:.4f})")
 
-    model_dir.mkdir(parents=True, exist_ok=True)
     content = export.to_tflite(best.model)
     lite = LiteRTModel(content)
     max_diff = export.parity(best.model, lite, export.parity_rows(data.x[split.test], schema),
@@ -201,10 +211,11 @@ def run(data_path: Path, schema_path: Path, model_dir: Path, config: TrainConfig
                "primary_metric_value": evaluation.metrics[policy.primary_metric]},
         example=example_row(test_x[0], schema),
         trained_at=trained_at)
+    # What the model learnt from, so that evaluate never scores it on those rows as a champion.
+    manifest["trained_on"] = record(data.ids[np.r_[split.train, split.validation]])
     write_json(model_dir / "manifest.json", manifest)
     plots.write_all(model_dir, schema, results, data.x, data.y, test_y,
                     {t.name: t.test_outputs for t in trained})
-    (model_dir / "report.md").write_text(report.render(manifest, results))
+    write_text(model_dir / "report.md", report.render(manifest, results))
     seconds = time.perf_counter() - started
-    out(report.summary(manifest, results, model_dir, seconds))
-    return results
+    return results, report.summary(manifest, results, final_dir, seconds)
