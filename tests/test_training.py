@@ -359,7 +359,7 @@ def test_progress_lines_and_the_summary(tmp_path):
     config = TrainConfig(models=("linear",), max_epochs=12)
     train.run(data, schema, tmp_path / "m", config, active_policy(schema), out=lines.append)
     text = "\n".join(lines)
-    assert "300 rows, 3 features, task multiclass; split 195 train / 45 validation / 60 test" \
+    assert "300 rows, 3 features, task multiclass; split 191 train / 43 validation / 66 test" \
         in text
     assert "linear       epoch    1/12  loss " in text and "val_log_loss" in text
     assert "linear       epoch   10/12" in text
