@@ -212,6 +212,7 @@ def test_the_rule_in_words_is_the_one_gate_toml_states():
 # simulation's own sampling error), and the power the comparison states must match how often
 # it fails a candidate worse by max_regression.
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario, rows, repeats", [
     (gate_simulation.SCENARIOS[0], 113, 400),  # binary, roc_auc
     (gate_simulation.SCENARIOS[1], 113, 500),  # regression, rmse
@@ -355,6 +356,7 @@ def comparison_rows(candidate_dir, data, champion_dir):
     return dataset.ids[test], np.isin(dataset.ids[test], learnt)
 
 
+@pytest.mark.slow
 def test_after_the_data_grows_the_champion_is_not_scored_on_its_training_rows(tmp_path):
     champion_dir, _ = train_on(tmp_path, "champion", ROWS[:401], small_config())
     candidate_dir, data = train_on(tmp_path, "candidate", ROWS, small_config())
@@ -371,6 +373,7 @@ def test_after_the_data_grows_the_champion_is_not_scored_on_its_training_rows(tm
         (candidate_dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_rows_the_champion_trained_on_are_left_out_and_counted(tmp_path):
     # A champion whose split differs (another seed): some of its training rows are now test rows.
     champion_dir, _ = train_on(tmp_path, "champion", ROWS, small_config(seed=7))
