@@ -383,6 +383,23 @@ def test_each_tasks_page(task):
     assert shown == {key for key in fields if key.startswith("#")}
 
 
+def test_without_a_fitting_example_typical_values_are_shown(task, tmp_path):
+    """An example row that does not fit the schema is not shown: each feature's first
+    category, or the middle of its range, is; the model warms up with it."""
+    import shutil
+    copy = shutil.copytree(task.directory, tmp_path / "model")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["example"] = {name: "not a value" for name in task.schema.feature_names}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    predictor = Predictor(copy)
+    example = predictor.example()
+    assert list(example) == list(task.schema.feature_names)
+    for feature in task.schema.features:
+        assert example[feature.name] == (feature.categories[0] if feature.is_category
+                                         else (feature.minimum + feature.maximum) / 2)
+    assert check_answers(task.schema, [predictor.warm_up()]).shape == (1, len(task.schema.outputs))
+
+
 def test_the_model_must_give_what_the_task_promises(task_model_dirs, tmp_path):
     """The output width follows the task, and the warm-up answer must be of the task's kind."""
     import shutil
