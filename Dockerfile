@@ -28,6 +28,11 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     && rm -f /opt/venv/lib/python3*/site-packages/ai_edge_litert/libLiteRtWebGpuAccelerator.so
 
 FROM ${BASE_IMAGE}
+ARG BASE_IMAGE
+# First in this stage: its entry in the image's history marks where the base's layers end, so
+# `make build` can tell what this image adds without the base in the engine's image store
+# (BuildKit keeps a pulled base in its own cache, as on a fresh CI runner).
+LABEL org.opencontainers.image.base.name="${BASE_IMAGE}"
 # A fixed numeric uid, so `--user` and volume permissions are predictable across bases.
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin model
@@ -37,10 +42,14 @@ ARG MODEL_DIR=artifacts
 COPY ${MODEL_DIR}/ /opt/model/
 # XDG_RUNTIME_DIR: where gunicorn puts its control socket (gunicornc); /tmp is the one
 # writable place when the container runs --read-only with a tmpfs there.
+# PROMETHEUS_MULTIPROC_DIR: set before anything imports prometheus_client (`--config
+# python:service.gunicorn_conf` imports the service package first), so the workers' metrics
+# meet there and /metrics adds them up.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     XDG_RUNTIME_DIR=/tmp \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus \
     MODEL_DIR=/opt/model \
     MODEL_NAME=model \
     PORT=8501
@@ -53,7 +62,6 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 CMD ["gunicorn", "--config", "python:service.gunicorn_conf", "service:create_app()"]
 
 # Last, so that a new version or model changes no layer above.
-ARG BASE_IMAGE
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -69,7 +77,6 @@ LABEL org.opencontainers.image.title="model-service" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}" \
       ml.model.version="${MODEL_VERSION}" \
       ml.model.sha256="${MODEL_SHA256}" \
       ml.model.primary-metric="${PRIMARY_METRIC}" \

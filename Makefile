@@ -10,13 +10,15 @@ MAKEFLAGS += --no-print-directory
 # runs, not when make starts, so `make provision test` uses what provision has just written.
 machine = $(shell sed -n 's/^$(1)=//p' local.env 2>/dev/null)
 
-# The contract variables (DESIGN.md); an environment variable of the same name wins.
+# The contract variables, which the workflows and docs rely on; an environment variable of
+# the same name wins.
 MODEL_DIR     ?= artifacts
 PORT          ?= 8501
 MODEL_NAME    ?= model
 IMAGE         ?= model-service
-# A tagged commit (v1.2.3) gives 1.2.3; anything else a pre-release of the next one.
-VERSION       ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' || echo "0.0.0-dev.$$(git rev-parse --short HEAD 2>/dev/null || echo none)")
+# A tagged commit (v1.2.3) gives 1.2.3; anything else a development build, 0.0.0-dev.g<commit>:
+# the g (as in `git describe`) keeps a commit of digits only with a leading 0 valid semver.
+VERSION       ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' || echo "0.0.0-dev$$(git rev-parse --short HEAD 2>/dev/null | sed 's/^/.g/')")
 REGISTRY      ?= 127.0.0.1:5000
 DEPLOY_TARGET ?= docker
 CHAMPION      ?=
@@ -144,8 +146,8 @@ deploy: $(VENV)/.extra-deploy ## deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET;
 	$(call say,deploy: $(REGISTRY)/$(IMAGE):$(VERSION) -> $(DEPLOY_TARGET) on port $(PORT))
 	$(PY) -m deploy deploy
 
-rollback: $(VENV)/.extra-deploy ## redeploy a release: VERSION=x.y.z, or by default the one before the deployed one
-	$(call say,rollback: $(DEPLOY_TARGET) back to $(if $(filter command line environment,$(origin VERSION)),$(VERSION),the release before the deployed one))
+rollback: $(VENV)/.extra-deploy ## redeploy a release: VERSION=x.y.z, or by default the stable one that served before
+	$(call say,rollback: $(DEPLOY_TARGET) back to $(if $(filter command line environment,$(origin VERSION)),$(VERSION),the stable release that served before the deployed one))
 	$(PY) -m deploy rollback $(if $(filter command line environment,$(origin VERSION)),--version '$(VERSION)')
 
 status: $(VENV)/.extra-deploy ## what runs on DEPLOY_TARGET, from which image digest, at which URL

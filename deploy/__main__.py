@@ -40,8 +40,8 @@ def parser() -> argparse.ArgumentParser:
     deploy = commands.add_parser("deploy", help="deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET")
     deploy.add_argument("--version", help="release to deploy (default VERSION)")
     rollback = commands.add_parser("rollback", help="redeploy an earlier release, no rebuild")
-    rollback.add_argument("--version", help="release to go back to (default: the one before "
-                                            "the deployed one)")
+    rollback.add_argument("--version", help="release to go back to (default: the last stable "
+                                            "release that served before the deployed one)")
     status = commands.add_parser("status", help="what is deployed, and where")
     status.add_argument("--reference", action="store_true",
                         help="print only the deployed image reference (nothing when none)")
@@ -64,8 +64,9 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         reference = args.reference or f"{settings.image}:{settings.version}"
         result = smoke(reference, settings.model_name)
         print(f"smoke test of {reference} passed: ready in {result['ready_after_s']} s on port "
-              f"{result['port']} as uid {result['uid']}, predictions {result['predictions']} "
-              f"match the model (max difference {result['max_difference']:.2g}), clean stop")
+              f"{result['port']} as uid {result['uid']}; for {result['rows_from']} it predicts "
+              f"{[[round(v, 4) for v in p] for p in result['predictions']]}, as the model does "
+              f"(max difference {result['max_difference']:.2g}); clean stop")
     elif args.command == "push":
         digest = image.push(settings)
         print(f"pushed {settings.remote}:{settings.version} ({digest})")

@@ -31,6 +31,13 @@ VERSION_LABEL = f"{LABEL}.version"
 IMAGE_LABEL = f"{LABEL}.image"
 PORT_LABEL = f"{LABEL}.port"
 DEPLOYED_AT_LABEL = f"{LABEL}.deployed-at"
+# The versions that served on this target before this one, oldest first, comma-separated:
+# what a rollback without a version walks back through.
+HISTORY_LABEL = f"{LABEL}.history"
+# A deploy holds the target by creating a container of this name (names are unique per engine,
+# so of two deploys one gets it); a lock older than this is left from a killed deploy.
+LOCK_SUFFIX = "-deploy-lock"
+LOCK_STALE_S = 30 * 60
 # How every container of the image runs, in production and in the smoke test: on the host
 # network, read-only (a tmpfs for gunicorn's heartbeat files and control socket), no privileges.
 RUN_OPTIONS = {
@@ -58,10 +65,17 @@ except urllib.error.HTTPError as error:
 except Exception as error:
     sys.exit(f"/readyz: {error}")"""
 # Asks the engine's host (through the host network) for a free port and whether closing
-# listeners hand their queued connections over to the others in their SO_REUSEPORT group.
-HOST_FACTS = ["python3", "-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
-                               "print(s.getsockname()[1], "
-                               "open('/proc/sys/net/ipv4/tcp_migrate_req').read())"]
+# listeners hand their queued connections over to the others in their SO_REUSEPORT group
+# ("missing" on kernels before 5.14, which lack the setting).
+MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+HOST_FACTS = """import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+try:
+    migrate = open(sys.argv[1]).read().strip()
+except OSError:
+    migrate = "missing"
+print(s.getsockname()[1], migrate)"""
 
 
 class DeployError(RuntimeError):
@@ -85,6 +99,14 @@ class Deployment:
     image: str
     container: str
     url: str
+    history: tuple[str, ...] = ()
+
+
+def migrate_warning(value: str) -> str:
+    state = "does not exist (a kernel before 5.14)" if value == "missing" else f"is {value}"
+    return (f"warning: net.ipv4.tcp_migrate_req {state} on the engine's host, so connections "
+            "waiting in the old container's queue when it stops are reset; set it to 1 for a "
+            "switch with no failed request")
 
 
 def host_of(docker_host: str | None) -> str:
@@ -118,10 +140,45 @@ class DockerDriver:
         if not running:
             return None
         newest = running[-1]
+        history = tuple(v for v in newest.labels.get(HISTORY_LABEL, "").split(",") if v)
         return Deployment(self.settings.service, newest.labels[VERSION_LABEL],
-                          newest.labels[IMAGE_LABEL], newest.name, self.url())
+                          newest.labels[IMAGE_LABEL], newest.name, self.url(), history)
 
-    def deploy(self, release: Release) -> Deployment:
+    def deploy(self, release: Release, history: tuple[str, ...] = ()) -> Deployment:
+        """Switch to `release`; `history` (what served before it) goes on its container."""
+        self._pull(release)
+        lock = self._lock(release)
+        try:
+            return self._switch(release, history)
+        finally:
+            lock.remove(force=True)
+
+    def _lock(self, release: Release):
+        import docker.errors
+        name = self.settings.service + LOCK_SUFFIX
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for _ in range(2):
+            try:
+                return self.client.containers.create(
+                    release.reference, ["true"], name=name,
+                    labels={SERVICE_LABEL: self.settings.service, ROLE_LABEL: "lock",
+                            VERSION_LABEL: release.version, DEPLOYED_AT_LABEL: now.isoformat()})
+            except docker.errors.APIError as error:
+                if error.status_code != 409:
+                    raise
+            holder = self.client.containers.get(name)
+            since = datetime.datetime.fromisoformat(holder.labels[DEPLOYED_AT_LABEL])
+            if (now - since).total_seconds() < LOCK_STALE_S:
+                raise DeployError(
+                    f"another deploy of {self.settings.service} (to "
+                    f"{holder.labels.get(VERSION_LABEL)}) holds this target since "
+                    f"{since:%H:%M:%S} UTC; try again when it is done (a deploy that was killed "
+                    f"leaves the container {name}: `docker rm {name}` frees the target)")
+            self.log(f"removing {name}, left {now - since} ago by a deploy that never ended")
+            holder.remove(force=True)
+        raise DeployError(f"could not take the deploy lock {name}")
+
+    def _switch(self, release: Release, history: tuple[str, ...]) -> Deployment:
         started = time.monotonic()
         others = [c.labels.get(SERVICE_LABEL) for c in self.client.containers.list(
             filters={"label": f"{PORT_LABEL}={self.settings.port}"})
@@ -130,20 +187,18 @@ class DockerDriver:
             # Same uid, same port, SO_REUSEPORT: the kernel would mix the two services' traffic.
             raise DeployError(f"port {self.settings.port} is taken by {', '.join(others)}; "
                               "give this service another PORT")
-        self._pull(release)
         for leftover in self.containers(role="preflight"):
             leftover.remove(force=True)
         old = self.containers()
         serving = ", ".join(c.labels.get(VERSION_LABEL, c.name) for c in old
                             if c.status == "running") or "nothing"
         private_port, migrate = self.client.containers.run(
-            release.reference, HOST_FACTS, network_mode="host", remove=True).split()
-        if migrate.strip() != b"1":
-            self.log("warning: net.ipv4.tcp_migrate_req is not 1 on the engine's host, so "
-                     "connections waiting in the old container's queue when it stops are "
-                     "reset; set it to 1 for a switch with no failed request")
+            release.reference, ["python3", "-c", HOST_FACTS, MIGRATE_REQ],
+            network_mode="host", remove=True).decode().split()
+        if migrate != "1":
+            self.log(migrate_warning(migrate))
         for public in (False, True):
-            container = self._start(release, int(private_port), public=public)
+            container = self._start(release, int(private_port), public, history)
             try:
                 self._wait_ready(container, int(private_port))
             except NotReady as reason:
@@ -163,7 +218,7 @@ class DockerDriver:
             previous.remove()
             self.log(f"{previous.name} stopped and removed")
         return Deployment(self.settings.service, release.version, release.reference,
-                          container.name, self.url())
+                          container.name, self.url(), history)
 
     def _pull(self, release: Release) -> None:
         import docker.errors
@@ -173,7 +228,8 @@ class DockerDriver:
             raise DeployError(f"cannot pull {release.reference}: "
                               f"{error.explanation or error}") from error
 
-    def _start(self, release: Release, private_port: int, public: bool):
+    def _start(self, release: Release, private_port: int, public: bool,
+               history: tuple[str, ...]):
         role = "service" if public else "preflight"
         now = datetime.datetime.now(datetime.timezone.utc)
         binds = f"--bind=127.0.0.1:{private_port}"
@@ -188,6 +244,7 @@ class DockerDriver:
                 "PORT": str(self.settings.port),
                 "MODEL_NAME": self.settings.model_name,
                 "HEALTH_PORT": str(private_port),
+                "GRACEFUL_TIMEOUT": str(self.settings.graceful_timeout),
                 # Overrides the image's gunicorn config: binds are the driver's business.
                 "GUNICORN_CMD_ARGS": binds,
             },
@@ -198,6 +255,7 @@ class DockerDriver:
                 IMAGE_LABEL: release.reference,
                 PORT_LABEL: str(self.settings.port),
                 DEPLOYED_AT_LABEL: now.isoformat(),
+                HISTORY_LABEL: ",".join(history),
             },
             restart_policy={"Name": "unless-stopped"} if public else None,
         )

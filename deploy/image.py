@@ -23,6 +23,8 @@ from deploy.settings import Settings
 IMAGE_MODEL_DIR = "/opt/model"
 DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SHA_TAG_PREFIX = "sha-"
+BASE_LABEL = "org.opencontainers.image.base.name"
+BASE_MARKER = f"LABEL {BASE_LABEL}="
 
 
 class ImageError(RuntimeError):
@@ -137,19 +139,30 @@ def build(settings: Settings, context: Path = Path(".")) -> list[str]:
 
 
 def sizes(reference: str, client=None) -> tuple[int, int]:
-    """(total, added over the base) uncompressed bytes of a built image, from its history."""
+    """(total, added over the base) uncompressed bytes of a built image, from its own history.
+
+    The Dockerfile's final stage opens with the LABEL naming the base image: the history
+    entries after it are this image's layers. The base itself need not be in the engine's
+    store (BuildKit pulls it into its own cache, as on a fresh CI runner).
+    """
     client = client or docker_client()
-    image = client.images.get(reference)
-    base = client.images.get(image.labels["org.opencontainers.image.base.name"])
-    added = image.history()[:-len(base.history())]
-    return image.attrs["Size"], sum(layer["Size"] for layer in added)
+    history = client.images.get(reference).history()  # newest first
+    try:
+        boundary = next(i for i, entry in enumerate(history)
+                        if BASE_MARKER in (entry.get("CreatedBy") or ""))
+    except StopIteration:
+        raise ImageError(f"{reference}: no `LABEL {BASE_LABEL}=...` in its history, so its "
+                         "own layers cannot be told from its base's (is it built from this "
+                         "project's Dockerfile?)") from None
+    return (sum(entry["Size"] for entry in history),
+            sum(entry["Size"] for entry in history[:boundary]))
 
 
 def push(settings: Settings, client=None, registry: Registry | None = None) -> str:
     """Push IMAGE:VERSION and its sha-<commit> tag; return the digest in the registry.
 
-    Version tags are immutable: pushing a different image under a version already in the
-    registry is refused. Development builds (0.0.0-dev.<commit>, the Makefile's VERSION on an
+    Version tags are immutable: pushing another image under a version already in the
+    registry is refused. Development builds (0.0.0-dev.g<commit>, the Makefile's VERSION on an
     untagged commit) are the exception, so the local pipeline can run twice on one commit;
     the sha- tag follows the latest build of a commit.
     """

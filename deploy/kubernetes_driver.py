@@ -31,6 +31,8 @@ MANIFESTS = Path(__file__).resolve().parent / "k8s"
 # The pod template annotation that says which release a revision is (semver may hold '+',
 # which a label value may not).
 VERSION_ANNOTATION = "ml.deploy/version"
+# The versions that served before it, oldest first (what a rollback walks back through).
+HISTORY_ANNOTATION = "ml.deploy/history"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # A new pod's container in one of these states will not become ready without a new release.
 FATAL_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
@@ -82,7 +84,7 @@ class KubernetesDriver:
     def get(self, *args: str, namespace: str | None = None) -> dict:
         return json.loads(self.run("get", *args, "--output", "json", namespace=namespace).stdout)
 
-    def render(self, release: Release | None = None) -> str:
+    def render(self, release: Release | None = None, history: tuple[str, ...] = ()) -> str:
         """The overlay as manifests, with the release's image digest and version when given."""
         with tempfile.TemporaryDirectory(prefix="kustomize-") as workdir:
             # kustomize takes a base only by relative path.
@@ -98,7 +100,8 @@ class KubernetesDriver:
                 lines += ["images:", "  - name: model-service", f"    newName: {json.dumps(name)}",
                           f"    digest: {json.dumps(digest)}",
                           "commonAnnotations:",
-                          f"  {VERSION_ANNOTATION}: {json.dumps(release.version)}"]
+                          f"  {VERSION_ANNOTATION}: {json.dumps(release.version)}",
+                          f"  {HISTORY_ANNOTATION}: {json.dumps(','.join(history))}"]
             Path(workdir, "kustomization.yaml").write_text("\n".join(lines) + "\n")
             return self.run("kustomize", workdir).stdout
 
@@ -135,11 +138,13 @@ class KubernetesDriver:
         if target.service:
             service = self.get("service", target.service, namespace=target.namespace)["spec"]
             url = f"http://{service.get('clusterIP')}:{service['ports'][0]['port']}/"
+        history = template["metadata"].get("annotations", {}).get(HISTORY_ANNOTATION, "")
         return Deployment(target.deployment, _version(template),
-                          template["spec"]["containers"][0]["image"], where, url)
+                          template["spec"]["containers"][0]["image"], where, url,
+                          tuple(version for version in history.split(",") if version))
 
     # -- deploy ------------------------------------------------------------------------------
-    def deploy(self, release: Release) -> Deployment:
+    def deploy(self, release: Release, history: tuple[str, ...] = ()) -> Deployment:
         started = time.monotonic()
         target = self.target()
         self._ensure_namespace(target.namespace)
@@ -148,7 +153,7 @@ class KubernetesDriver:
         serving = (f"{_version(before['spec']['template'])} "
                    f"({before['spec']['template']['spec']['containers'][0]['image']})"
                    if before else "nothing")
-        manifests = self.render(release)
+        manifests = self.render(release, history)
         self.log(f"applying {self.overlay.relative_to(MANIFESTS.parent.parent)} with "
                  f"{release.reference} to namespace {target.namespace or 'default'}")
         self.run("apply", "--filename", "-", input=manifests)

@@ -1,28 +1,32 @@
 """What the registry holds: release tags, their digests, and the moving `production` tag.
 
-Talks the registry HTTP API (distribution v2 / OCI) directly, because the Docker engine API
-can pull and push but cannot list tags or retag without pulling. Loopback registries are
-spoken to over plain HTTP (as Docker does); others over HTTPS, with the standard token
-challenge and the optional REGISTRY_USERNAME / REGISTRY_PASSWORD.
+Through skopeo rather than a registry client of our own: it speaks every registry's API
+(token challenges, all pages of a tag list by their Link headers, OCI and Docker manifests,
+indexes), moves a tag to a digest without pulling, and GitHub's runners ship it. The Docker
+engine API cannot list tags or retag without a pull. Credentials are Docker's: the Docker SDK
+resolves them as `docker login` stored them (config.json, `credHelpers`, `credsStore`) and
+hands them to skopeo in a private temporary file; REGISTRY_USERNAME / REGISTRY_PASSWORD, when
+both are set, win. Loopback registries are spoken to over plain HTTP, as Docker does.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import json
 import os
 import re
+import subprocess
+import tempfile
 import urllib.parse
+import weakref
 
-import requests
 import semver
 
 PRODUCTION_TAG = "production"
-MANIFEST_TYPES = ", ".join([
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-])
+# What registries answer for a tag or repository that does not exist (OCI distribution's
+# MANIFEST_UNKNOWN and NAME_UNKNOWN); skopeo reports a tag list of a missing repository as 404.
+ABSENT = re.compile(r"manifest unknown|name unknown|fetching tags list: .*404")
 
 
 class RegistryError(RuntimeError):
@@ -35,6 +39,10 @@ def release_versions(tags) -> list[str]:
     return sorted(versions, key=semver.Version.parse)
 
 
+def is_stable(version: str) -> bool:
+    return not semver.Version.parse(version).prerelease
+
+
 def is_loopback(host: str) -> bool:
     name = urllib.parse.urlsplit("//" + host).hostname or ""
     if name == "localhost":
@@ -45,60 +53,85 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def docker_credentials(host: str) -> tuple[str, str] | None:
+    """(user, password) for a registry as `docker login` stored them, or None."""
+    user, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
+    if user and password:
+        return user, password
+    import docker.auth
+    import docker.errors
+    try:
+        found = docker.auth.resolve_authconfig(docker.auth.load_config(), host) or {}
+    except docker.errors.DockerException as error:  # a credential helper that fails
+        raise RegistryError(f"the Docker credentials for {host}: {error}") from error
+    if found.get("username") and found.get("password"):
+        return found["username"], found["password"]
+    return None
+
+
 class Registry:
-    def __init__(self, host: str, timeout: float = 30.0):
+    def __init__(self, host: str, timeout: float = 120.0):
         self.host = host
-        scheme = "http" if is_loopback(host) else "https"
-        self.base = f"{scheme}://{host}/v2"
-        self.session = requests.Session()
         self.timeout = timeout
-        user, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
-        self.credentials = (user, password) if user and password else None
+        self.tls = [] if not is_loopback(host) else ["--tls-verify=false"]
+        self._authfile: list[str] | None = None
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
-        url = f"{self.base}/{path}"
+    def _auth(self) -> list[str]:
+        """skopeo's --authfile with this registry's Docker credentials (resolved once)."""
+        if self._authfile is None:
+            self._authfile = []
+            credentials = docker_credentials(self.host)
+            if credentials:
+                token = base64.b64encode(":".join(credentials).encode()).decode()
+                handle, path = tempfile.mkstemp(prefix="registry-auth-", suffix=".json")
+                with os.fdopen(handle, "w") as file:
+                    json.dump({"auths": {self.host: {"auth": token}}}, file)
+                weakref.finalize(self, os.remove, path)
+                self._authfile = ["--authfile", path]
+        return self._authfile
+
+    def _skopeo(self, command: str, *args: str, doing: str,
+                absent_ok: bool = False) -> bytes | None:
+        """Run `skopeo command`; its output, or None when absent_ok and the thing is absent."""
+        options = self._auth() + self.tls
+        if command == "copy":
+            options = [option.replace("--", "--src-", 1) for option in options] + \
+                      [option.replace("--", "--dest-", 1) for option in options]
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            if response.status_code == 401:
-                self._authenticate(response.headers.get("WWW-Authenticate", ""))
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.RequestException as error:
-            raise RegistryError(f"registry {self.host} unreachable: {error}") from error
-        return response
+            result = subprocess.run(["skopeo", command, *options, *args], capture_output=True,
+                                    timeout=self.timeout)
+        except FileNotFoundError:
+            raise RegistryError("skopeo is not installed: `make provision` installs it "
+                                "(apt-get install skopeo, brew install skopeo)") from None
+        except subprocess.TimeoutExpired:
+            raise RegistryError(f"registry {self.host}: cannot {doing}: no answer within "
+                                f"{self.timeout:g} s") from None
+        if result.returncode == 0:
+            return result.stdout
+        message = re.sub(r'^.*msg="(.*)"\s*$', r"\1", result.stderr.decode(errors="replace"),
+                         flags=re.DOTALL).replace('\\"', '"')
+        if absent_ok and ABSENT.search(message):
+            return None
+        raise RegistryError(f"registry {self.host}: cannot {doing}: {message}")
 
-    def _authenticate(self, challenge: str) -> None:
-        """Answer a Basic or Bearer (token) challenge; the session keeps the credentials."""
-        scheme, _, params = challenge.partition(" ")
-        if scheme.lower() == "basic" and self.credentials:
-            self.session.auth = self.credentials
-        elif scheme.lower() == "bearer":
-            fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
-            realm = fields.pop("realm", None)
-            if not realm:
-                raise RegistryError(f"registry {self.host}: unusable challenge {challenge!r}")
-            answer = requests.get(realm, params=fields, auth=self.credentials, timeout=self.timeout)
-            answer.raise_for_status()
-            body = answer.json()
-            self.session.headers["Authorization"] = "Bearer " + body.get("token", body.get(
-                "access_token", ""))
+    def ref(self, repository: str, reference: str = "") -> str:
+        separator = "@" if reference.startswith("sha256:") else ":"
+        return f"docker://{self.host}/{repository}" + (separator + reference if reference else "")
 
     def tags(self, repository: str) -> list[str]:
-        """All tags of a repository ([] when it does not exist yet)."""
-        response = self._request("GET", f"{repository}/tags/list")
-        if response.status_code == 404:
-            return []
-        self._check(response, f"list the tags of {repository}")
-        return response.json().get("tags") or []
+        """All tags of a repository, every page ([] when it does not exist yet)."""
+        output = self._skopeo("list-tags", self.ref(repository), absent_ok=True,
+                              doing=f"list the tags of {repository}")
+        return json.loads(output).get("Tags") or [] if output else []
 
-    def manifest(self, repository: str, reference: str) -> tuple[str, str, bytes] | None:
-        """(digest, media type, raw manifest) of a tag or digest, or None when unknown."""
-        response = self._request("GET", f"{repository}/manifests/{reference}",
-                                 headers={"Accept": MANIFEST_TYPES})
-        if response.status_code == 404:
+    def manifest(self, repository: str, reference: str) -> tuple[str, bytes] | None:
+        """(digest, raw manifest) of a tag or digest, or None when the registry has no such
+        tag. The digest is the manifest's own sha256, so no response header is relied on."""
+        output = self._skopeo("inspect", "--raw", self.ref(repository, reference),
+                              absent_ok=True, doing=f"read {repository}:{reference}")
+        if output is None:
             return None
-        self._check(response, f"read {repository}:{reference}")
-        return (response.headers["Docker-Content-Digest"],
-                response.headers["Content-Type"], response.content)
+        return "sha256:" + hashlib.sha256(output).hexdigest(), output
 
     def digest(self, repository: str, reference: str) -> str | None:
         found = self.manifest(repository, reference)
@@ -109,25 +142,15 @@ class Registry:
         found = self.manifest(repository, reference)
         if not found:
             return None
-        return json.loads(found[2]).get("config", {}).get("digest")
+        return json.loads(found[1]).get("config", {}).get("digest")
 
     def tag(self, repository: str, digest: str, tag: str) -> None:
-        """Point `tag` at the manifest `digest` (no pull, no push of layers)."""
-        found = self.manifest(repository, digest)
-        if not found:
-            raise RegistryError(f"{repository}@{digest} is not in registry {self.host}")
-        _, media_type, raw = found
-        response = self._request("PUT", f"{repository}/manifests/{tag}", data=raw,
-                                 headers={"Content-Type": media_type})
-        self._check(response, f"tag {repository}@{digest} as {tag}")
+        """Point `tag` at the manifest `digest`: the same bytes, no pull, no layer copied."""
+        self._skopeo("copy", "--quiet", "--all", "--preserve-digests",
+                     self.ref(repository, digest), self.ref(repository, tag),
+                     doing=f"tag {repository}@{digest} as {tag}")
 
     def delete(self, repository: str, digest: str) -> None:
         """Delete a manifest (and so every tag on it); the registry must allow deletes."""
-        response = self._request("DELETE", f"{repository}/manifests/{digest}")
-        if response.status_code != 404:
-            self._check(response, f"delete {repository}@{digest}")
-
-    def _check(self, response: requests.Response, doing: str) -> None:
-        if not response.ok:
-            raise RegistryError(f"registry {self.host}: cannot {doing}: "
-                                f"{response.status_code} {response.text[:300]}")
+        self._skopeo("delete", self.ref(repository, digest), absent_ok=True,
+                     doing=f"delete {repository}@{digest}")

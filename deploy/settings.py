@@ -6,6 +6,11 @@ import re
 from dataclasses import dataclass
 
 
+# The engine waits this long past gunicorn's graceful timeout before it kills a container, so
+# gunicorn always ends its requests (and itself) first.
+STOP_MARGIN_S = 10
+
+
 @dataclass(frozen=True)
 class Settings:
     registry: str = "127.0.0.1:5000"
@@ -16,9 +21,10 @@ class Settings:
     model_dir: str = "artifacts"
     base_image: str = "python:3.11-slim"
     docker_cli: str = "docker"
-    # Seconds a new container gets to become ready, and an old one to finish its requests.
+    # Seconds a new container gets to become ready, and an old one to finish its requests
+    # (gunicorn's GRACEFUL_TIMEOUT, which the deploy sets in the container).
     ready_timeout: float = 60.0
-    stop_timeout: int = 30
+    graceful_timeout: int = 30
     # DEPLOY_TARGET=kubernetes: the overlay deploy/k8s/overlays/<environment> (also the registry
     # tag a successful deploy moves), a namespace instead of the overlay's, the kubectl to call.
     environment: str = "production"
@@ -39,11 +45,16 @@ class Settings:
             base_image=get("BASE_IMAGE", cls.base_image),
             docker_cli=get("DOCKER", cls.docker_cli),
             ready_timeout=float(get("DEPLOY_READY_TIMEOUT", cls.ready_timeout)),
-            stop_timeout=int(get("DEPLOY_STOP_TIMEOUT", cls.stop_timeout)),
+            graceful_timeout=int(get("GRACEFUL_TIMEOUT", cls.graceful_timeout)),
             environment=get("DEPLOY_ENVIRONMENT", cls.environment),
             namespace=get("KUBE_NAMESPACE", cls.namespace),
             kubectl=get("KUBECTL", cls.kubectl),
         )
+
+    @property
+    def stop_timeout(self) -> int:
+        """Seconds the engine waits after SIGTERM before it kills: past gunicorn's own limit."""
+        return self.graceful_timeout + STOP_MARGIN_S
 
     @property
     def repository(self) -> str:

@@ -1,11 +1,13 @@
 """Smoke test of a built image: run it as it runs in production, ask it, compare, stop it.
 
 The image runs read-only, as its non-root user, on the host network on a free port. The answer
-to a real predict request must match what the model inside the image predicts for the same
-rows when run here with LiteRT; the container must then stop cleanly on SIGTERM.
+to a predict request with real rows (the manifest's example and a few rows of the data set)
+must match what the model inside the image predicts for them when run here with LiteRT; the
+container must then stop cleanly on SIGTERM.
 """
 from __future__ import annotations
 
+import csv
 import socket
 import tempfile
 import time
@@ -16,8 +18,10 @@ import requests
 from contract.manifest import Manifest
 from deploy.docker_driver import RUN_OPTIONS, SERVICE_LABEL
 from deploy.image import ImageError, docker_client, extract_model
+from deploy.settings import Settings
 
 TOLERANCE = 1e-5
+DATA_DIR = Path("data")
 
 
 def free_port() -> int:
@@ -26,31 +30,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sample_rows(schema: dict, quantiles=(0.1, 0.5, 0.9)) -> list[list]:
-    """Valid rows as a request sends them (schema order, JSON values), one per quantile of each
-    number's declared range; categories taken in turn; the middle row leaves every nullable
-    feature missing (null)."""
-    rows = []
-    for i, q in enumerate(quantiles):
-        row = []
-        for feature in schema["features"]:
-            low, high = feature.get("minimum"), feature.get("maximum")
-            if feature.get("nullable") and i == len(quantiles) // 2:
-                value = None
-            elif feature["dtype"] == "category":
-                value = feature["categories"][i % len(feature["categories"])]
-            elif low is not None and high is not None:
-                value = low + q * (high - low)
-            elif low is not None:
-                value = low + q
-            elif high is not None:
-                value = high - q
-            else:
-                value = q
-            row.append(float(round(value)) if feature["dtype"] == "int" and value is not None
-                       else value)
-        rows.append(row)
-    return rows
+def smoke_rows(manifest: dict, data_dir: Path = DATA_DIR, count: int = 4
+               ) -> tuple[list[list], str]:
+    """Real rows as a request sends them (schema order, JSON values), and where they come
+    from: the manifest's example row, plus `count` rows spread over the data set in data_dir
+    when it has the model's features (a checkout may hold another data set than the one the
+    image's model was trained on). A row with a missing value the schema refuses is skipped."""
+    features = manifest["schema"]["features"]
+    rows = [[manifest["example"].get(feature["name"]) for feature in features]]
+    found = sorted(data_dir.glob("*.csv"))
+    if len(found) != 1:
+        return rows, "the manifest's example row"
+    with found[0].open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    if not table or not {feature["name"] for feature in features} <= set(table[0]):
+        return rows, f"the manifest's example row ({found[0]} has other features)"
+
+    def value(feature: dict, cell: str):
+        if cell == "":
+            if not feature.get("nullable"):
+                raise ValueError(f"{feature['name']} is missing")
+            return None
+        return cell if feature["dtype"] == "category" else float(cell)
+
+    for i in range(count):
+        line = table[i * (len(table) - 1) // (count - 1)]
+        try:
+            rows.append([value(feature, line[feature["name"]]) for feature in features])
+        except ValueError:
+            continue  # the example and the other rows suffice
+    return rows, f"the manifest's example row and {len(rows) - 1} rows of {found[0]}"
 
 
 def local_predictions(model_dir: Path, rows: list[list]) -> list[list[float]]:
@@ -89,7 +98,7 @@ def smoke(reference: str, model_name: str = "model", timeout: float = 60.0,
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = extract_model(reference, Path(tmp), client)
         try:
-            rows = sample_rows(Manifest.load(model_dir).raw["schema"])
+            rows, rows_from = smoke_rows(Manifest.load(model_dir).raw)
             expected = local_predictions(model_dir, rows)
         except (ValueError, RuntimeError) as error:
             raise ImageError(f"the model in {reference} does not load: {error}") from error
@@ -116,13 +125,13 @@ def smoke(reference: str, model_name: str = "model", timeout: float = 60.0,
         uid = client.api.exec_start(user).decode().strip()
         if uid == "0":
             raise ImageError("the service runs as root")
-        container.stop(timeout=30)
+        container.stop(timeout=Settings().stop_timeout)
         container.reload()
         code = container.attrs["State"]["ExitCode"]
         if code != 0:
             raise ImageError(f"the container exited with code {code} on SIGTERM:\n"
                              + container.logs(tail=20).decode(errors="replace"))
         return {"port": port, "ready_after_s": round(ready_after, 2), "uid": uid,
-                "predictions": got, "max_difference": worst}
+                "rows_from": rows_from, "predictions": got, "max_difference": worst}
     finally:
         container.remove(force=True)

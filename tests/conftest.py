@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import release_tools
 import training  # noqa: F401  (quiets TensorFlow's logging before any test imports it)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +141,35 @@ def service_app(model_dir):
 @pytest.fixture
 def client(service_app):
     return service_app.test_client()
+
+
+# The image's fixtures (tests/test_container.py, test_image_routes.py, test_registry.py): a
+# real Docker engine and registry, and the release images built once per session.
+@pytest.fixture(scope="session")
+def engine():
+    import docker
+    try:
+        client = docker.from_env(use_ssh_client=True)
+        client.ping()
+    except Exception as error:  # any failure to connect means "no engine here"
+        release_tools.unavailable(f"no Docker engine reachable ({type(error).__name__}: "
+                                  f"{error})")
+    return client
+
+
+@pytest.fixture(scope="session")
+def release_env(engine):
+    """The Makefile variables for this session's own image, registry repository and port."""
+    from deploy.smoke import free_port
+    env = release_tools.release_env(PORT=str(free_port()), DEPLOY_TARGET="docker")
+    yield env
+    for container in release_tools.deployed(engine, env, all=True):
+        container.remove(force=True)
+    release_tools.remove_releases(engine, env)
+
+
+@pytest.fixture(scope="session")
+def images(release_env, model_dir):
+    """Build v1, v2 and a broken v2.1.0 (corrupt model) with `make build`, once."""
+    with release_tools.built_releases(release_env, model_dir) as built:
+        yield built

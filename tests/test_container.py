@@ -9,22 +9,24 @@ Skips only when no engine is reachable and CI is not set.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import time
 import uuid
 
 import pytest
 import requests
 
-from deploy.docker_driver import (IMAGE_LABEL, SERVICE_LABEL, VERSION_LABEL, DeployError,
+from deploy.docker_driver import (IMAGE_LABEL, VERSION_LABEL, DeployError,
                                   DockerDriver, Release)
 from deploy.image import ImageError, extract_model, sizes
 from deploy.registry import PRODUCTION_TAG, Registry
 from deploy.settings import Settings
-from deploy.smoke import free_port, sample_rows
+from deploy.smoke import free_port
 
 import release_tools
-from release_tools import make, ok, unavailable
+from release_tools import REPO, deployed, make, ok
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -32,43 +34,17 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 MAX_ADDED_BYTES = 150 * 1000 * 1000
 
 
-@pytest.fixture(scope="session")
-def engine():
-    import docker
-    try:
-        client = docker.from_env(use_ssh_client=True)
-        client.ping()
-    except Exception as error:  # any failure to connect means "no engine here"
-        unavailable(f"no Docker engine reachable ({type(error).__name__}: {error})")
-    return client
-
-
-@pytest.fixture(scope="session")
-def release_env(engine):
-    """The Makefile variables for this session's own image, registry repository and port."""
-    env = release_tools.release_env(PORT=str(free_port()), DEPLOY_TARGET="docker")
-    yield env
-    cleanup(engine, env)
-
-
-def cleanup(engine, env) -> None:
-    for container in deployed(engine, env, all=True):
-        container.remove(force=True)
-    release_tools.remove_releases(engine, env)
-
-
-@pytest.fixture(scope="session")
-def images(release_env, model_dir):
-    """Build v1, v2 and a broken v2.1.0 (corrupt model) with `make build`, once."""
-    with release_tools.built_releases(release_env, model_dir) as built:
-        yield built
-
-
 def test_image_adds_little_to_its_base_and_says_what_is_inside(engine, images, model_dir):
     image = engine.images.get(images["1.0.0"])
     total, added = sizes(images["1.0.0"], engine)
     print(f"image {total / 1e6:.1f} MB, of which {added / 1e6:.1f} MB over its base")
     assert 0 < added <= MAX_ADDED_BYTES
+    if os.environ.get("CI"):
+        # As on a fresh runner (`make provision` makes this machine's engine like one), the
+        # build pulled the base into BuildKit's cache, not into the engine's image store.
+        import docker.errors
+        with pytest.raises(docker.errors.ImageNotFound):
+            engine.images.get(image.labels["org.opencontainers.image.base.name"])
     manifest = json.loads((model_dir / "manifest.json").read_text())
     labels = image.labels
     assert labels["ml.model.sha256"] == manifest["files"]["model.tflite"]["sha256"]
@@ -119,6 +95,20 @@ def test_the_gate_takes_its_champion_from_an_image(engine, images, release_env, 
     assert "neither local nor pullable" in missing.stderr
 
 
+def test_only_a_missing_tag_means_no_champion(images, release_env, model_dir, tmp_path):
+    candidate = shutil.copytree(model_dir, tmp_path / "candidate")
+    absent = f"{release_env['REGISTRY']}/{release_env['IMAGE']}:no-such-tag"
+    result = make("evaluate", release_env, MODEL_DIR=str(candidate), CHAMPION=absent)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert "manifest unknown" in result.stdout and "thresholds only" in result.stdout
+    assert json.loads((candidate / "evaluation.json").read_text())["champion"] is None
+    # any other failure stops the gate with the reason: here, a registry that is not there
+    unreachable = make("evaluate", release_env, MODEL_DIR=str(candidate),
+                       CHAMPION=f"127.0.0.1:{free_port()}/model-service:production")
+    assert unreachable.returncode == 2, unreachable.stdout + unreachable.stderr
+    assert "connection refused" in unreachable.stderr
+
+
 def test_smoke_passes_on_a_good_image(images, release_env):
     output = ok(make("smoke", release_env, VERSION="1.0.0"))
     assert "smoke test of" in output and "passed" in output
@@ -157,16 +147,11 @@ def test_push_gives_immutable_version_tags(engine, images, release_env):
         assert registry.config_digest(release_env["IMAGE"], "0.0.0-dev.test") == built.id
 
 
-def deployed(engine, env, all: bool = False) -> list:
-    service = env["IMAGE"].replace("/", "-")
-    return engine.containers.list(all=all, filters={"label": f"{SERVICE_LABEL}={service}"})
-
-
 def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env, model_dir):
     env, registry = release_env, Registry(release_env["REGISTRY"])
     for version in images:  # pushing the same image again is a no-op: this test stands alone
         ok(make("push", env, VERSION=version))
-    rows = sample_rows(json.loads((model_dir / "manifest.json").read_text())["schema"])
+    rows = [json.loads((model_dir / "manifest.json").read_text())["example"]]
 
     def serving(version: str):
         (container,) = deployed(engine, env)
@@ -175,6 +160,9 @@ def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env,
         assert container.labels[IMAGE_LABEL] == f"{env['REGISTRY']}/{env['IMAGE']}@{digest}"
         assert registry.digest(env["IMAGE"], PRODUCTION_TAG) == digest
         assert requests.get(f"http://127.0.0.1:{env['PORT']}/readyz", timeout=5).ok
+        # gunicorn's graceful timeout is the deploy's, which stops it only after a margin
+        environment = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+        assert environment["GRACEFUL_TIMEOUT"] == str(Settings().graceful_timeout)
 
     release_tools.release_story(env, rows, lambda: f"http://127.0.0.1:{env['PORT']}/", serving)
 
@@ -183,6 +171,21 @@ def test_deploy_switch_broken_release_and_rollbacks(engine, images, release_env,
     with pytest.raises(DeployError, match=f"port {env['PORT']} is taken by {service};"):
         other.deploy(Release("1.0.0", images["1.0.0"]))
     serving("2.0.0")
+
+    # two deploys to one target at once: the second is refused, the first goes through
+    first = subprocess.Popen(["make", "deploy", "VERSION=1.0.0"], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock = f"{service}-deploy-lock"
+    while first.poll() is None and not engine.containers.list(all=True,
+                                                              filters={"name": lock}):
+        time.sleep(0.1)
+    second = make("deploy", env, VERSION="2.0.0")
+    output, errors = first.communicate()
+    assert first.returncode == 0, output + errors
+    assert second.returncode != 0
+    assert f"another deploy of {service} (to 1.0.0) holds this target since" in second.stderr
+    serving("1.0.0")
+    assert not engine.containers.list(all=True, filters={"name": lock})
 
 
 def test_slow_clients_do_not_starve_the_image(engine, images, model_dir):
@@ -198,7 +201,7 @@ def test_slow_clients_do_not_starve_the_image(engine, images, model_dir):
         tmpfs={"/tmp": ""}, nano_cpus=10**9, environment={"PORT": str(port)},
         name=f"slow-clients-{uuid.uuid4().hex[:8]}")
     base = f"http://127.0.0.1:{port}"
-    rows = sample_rows(json.loads((model_dir / "manifest.json").read_text())["schema"])
+    rows = [json.loads((model_dir / "manifest.json").read_text())["example"]]
     try:
         deadline = time.monotonic() + 30
         while True:

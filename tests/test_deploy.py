@@ -2,8 +2,13 @@
 arguments and labels, the health probe, the command line's errors."""
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,13 +16,14 @@ import pytest
 
 from service import healthcheck
 from deploy.__main__ import main
-from deploy.docker_driver import DeployError, host_of
+from deploy.docker_driver import (HOST_FACTS, DeployError, Deployment, host_of,
+                                  migrate_warning)
 from deploy.image import (ImageError, build_command, check_version, is_development,
                           model_labels)
 from deploy.registry import is_loopback, release_versions
-from deploy.releases import rollback_target
+from deploy.releases import history_after, rollback_target
 from deploy.settings import Settings
-from deploy.smoke import sample_rows
+from deploy.smoke import smoke_rows
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = {"features": [
@@ -43,26 +49,58 @@ def test_release_versions_are_semantic_versions_in_order():
     assert release_versions(tags) == ["0.1.0", "1.9.0", "1.10.0-rc.1", "1.10.0"]
 
 
+def serving(version: str, *history: str) -> Deployment:
+    return Deployment("svc", version, f"registry/svc@sha256:{version}", "c", "url", history)
+
+
+RELEASES = ["0.0.0-dev.g0123456", "0.1.0", "0.2.0-rc.1", "0.2.0", "1.0.0-rc.1", "1.0.0",
+            "1.9.0", "1.10.0", "1.10.1-dev.1"]
+
+
 @pytest.mark.parametrize("current, wanted, expected", [
-    ("1.10.0", None, "1.9.0"),       # semver order, not string order
-    ("1.10.0", "0.1.0", "0.1.0"),
-    ("2.0.0", None, "1.10.0"),       # the deployed one may be missing from the registry
+    # the history says what served before: stable releases only, walking back
+    (serving("1.0.0", "0.1.0", "1.0.0-rc.1"), None, ("0.1.0", ())),
+    (serving("0.2.0", "0.0.0-dev.g0123456", "0.1.0", "0.2.0-rc.1"), None,
+     ("0.1.0", ("0.0.0-dev.g0123456",))),
+    # 0.1.0, then 1.9.0, then 1.10.0: back to 1.9.0, and a second rollback goes further
+    # back to 0.1.0, not forth again to 1.10.0
+    (serving("1.10.0", "0.1.0", "1.9.0"), None, ("1.9.0", ("0.1.0",))),
+    (serving("1.9.0", "0.1.0"), None, ("0.1.0", ())),
+    # a redeploy of the current version is no step back
+    (serving("1.9.0", "0.2.0", "1.9.0"), None, ("0.2.0", ())),
+    # no history: the stable release before it in semver order (not string order)
+    (serving("1.10.0"), None, ("1.9.0", ())),
+    (serving("2.0.0"), None, ("1.10.0", ())),  # the deployed one may be gone from the registry
+    # a named version, pre-releases too; the history grows by the current one
+    (serving("1.10.0", "1.9.0"), "0.2.0-rc.1", ("0.2.0-rc.1", ("1.9.0", "1.10.0"))),
+    (None, "0.1.0", ("0.1.0", ())),
 ])
 def test_rollback_target(current, wanted, expected):
-    assert rollback_target(["0.1.0", "1.9.0", "1.10.0"], current, wanted) == expected
+    assert rollback_target(RELEASES, current, wanted) == expected
 
 
 @pytest.mark.parametrize("current, wanted, message", [
-    ("1.9.0", "3.0.0", "unknown version 3.0.0; known releases: 0.1.0, 1.9.0"),
-    ("0.1.0", None, "no release before 0.1.0; known releases: 0.1.0, 1.9.0"),
+    (serving("1.9.0"), "3.0.0", r"unknown version 3.0.0; releases: 0.1.0, 0.2.0, 1.0.0, "
+                                r"1.9.0, 1.10.0 \(and 4 pre-releases or development builds\)"),
+    (serving("0.1.0"), None, "no stable release before 0.1.0"),
+    (serving("0.1.0", "0.0.0-dev.g0123456"), None,
+     "no stable release served before 0.1.0 here .it followed 0.0.0-dev.g0123456"),
+    (serving("1.0.0", "1.0.0-rc.1"), None, "no stable release served before 1.0.0 here"),
     (None, None, "nothing is deployed"),
 ])
-def test_rollback_target_refusals_name_the_known_releases(current, wanted, message):
+def test_rollback_target_refusals_name_the_releases(current, wanted, message):
     with pytest.raises(DeployError, match=message):
-        rollback_target(["0.1.0", "1.9.0"], current, wanted)
+        rollback_target(RELEASES, current, wanted)
 
 
-@pytest.mark.parametrize("version", ["1.2.0", "0.0.0-dev.1a2b3c4", "2.0.0-rc.1"])
+def test_a_deployment_remembers_a_bounded_history():
+    assert history_after(None) == ()
+    assert history_after(serving("1.0.0", "0.1.0")) == ("0.1.0", "1.0.0")
+    long = serving("9.0.0", *(f"1.{i}.0" for i in range(30)))
+    assert history_after(long)[-1] == "9.0.0" and len(history_after(long)) == 20
+
+
+@pytest.mark.parametrize("version", ["1.2.0", "0.0.0-dev.g1a2b3c4", "2.0.0-rc.1"])
 def test_release_versions_accepted(version):
     assert check_version(version) == version
 
@@ -74,7 +112,7 @@ def test_other_versions_refused(version):
 
 
 @pytest.mark.parametrize("version, development", [
-    ("0.0.0-dev.1a2b3c4", True), ("1.3.0-dev.2", True), ("1.3.0-rc.1", False), ("1.3.0", False),
+    ("0.0.0-dev.g1a2b3c4", True), ("1.3.0-dev.2", True), ("1.3.0-rc.1", False), ("1.3.0", False),
 ])
 def test_only_development_builds_may_be_pushed_again(version, development):
     assert is_development(version) is development
@@ -144,12 +182,73 @@ def test_loopback_registries_speak_plain_http(host, loopback):
     assert is_loopback(host) is loopback
 
 
-def test_sample_rows_stay_in_the_schema_ranges():
-    rows = sample_rows(SCHEMA)
-    assert len(rows) == 3
-    for age, ratio, _ in rows:
-        assert 18 <= age <= 90 and age == int(age)
-        assert 0.0 <= ratio <= 1.0
+def test_smoke_rows_are_the_example_and_real_rows(tmp_path):
+    manifest = {"schema": SCHEMA, "example": {"age": 40, "ratio": 0.25, "score": -3.5}}
+    assert smoke_rows(manifest, tmp_path) == ([[40.0, 0.25, -3.5]],
+                                              "the manifest's example row")
+    data = tmp_path / "people.csv"
+    data.write_text("y,score,ratio,age\n" + "".join(
+        f"no,{i},0.{i},{20 + i}\n" for i in range(9)) + "yes,,0.9,29\n")
+    rows, source = smoke_rows(manifest, tmp_path)
+    # spread over the file, in schema order; the row with a missing value is left out
+    assert rows == [[40.0, 0.25, -3.5], [20.0, 0.0, 0.0], [23.0, 0.3, 3.0], [26.0, 0.6, 6.0]]
+    assert source == f"the manifest's example row and 3 rows of {data}"
+    data.write_text("other,columns\n1,2\n")
+    assert smoke_rows(manifest, tmp_path)[1] == \
+        f"the manifest's example row ({data} has other features)"
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/proc/sys/net/ipv4/tcp_migrate_req", None), ("/nonexistent/tcp_migrate_req", "missing"),
+])
+def test_host_facts_survive_a_kernel_without_tcp_migrate_req(path, expected):
+    """The deploy runs HOST_FACTS in a container on the engine's host; here it runs locally."""
+    if expected is None and not os.path.exists(path):
+        pytest.skip(f"{path}: this kernel lacks it")
+    port, migrate = subprocess.run([sys.executable, "-c", HOST_FACTS, path], check=True,
+                                   capture_output=True, text=True).stdout.split()
+    assert int(port) > 0
+    assert migrate == (expected or Path(path).read_text().strip())
+    if migrate != "1":
+        assert "warning: net.ipv4.tcp_migrate_req " in migrate_warning(migrate)
+    if expected == "missing":
+        assert "does not exist (a kernel before 5.14)" in migrate_warning(migrate)
+
+
+def test_the_engine_stops_a_container_after_gunicorn_gave_up():
+    settings = Settings.from_env({"GRACEFUL_TIMEOUT": "45"})
+    assert settings.graceful_timeout == 45 and settings.stop_timeout >= 45 + 5
+    assert Settings().stop_timeout > Settings().graceful_timeout
+
+
+def short_sha_commit(repo: Path, pattern: str) -> str:
+    """Commit to `repo` until the commit's 7-character short SHA matches `pattern`."""
+    empty_tree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    person = "Test <test@example.org> 1767225600 +0000"
+    for attempt in range(100_000):
+        body = (f"tree {empty_tree}\nauthor {person}\ncommitter {person}\n\n"
+                f"attempt {attempt}\n").encode()
+        sha = hashlib.sha1(b"commit %d\0" % len(body) + body).hexdigest()
+        if re.fullmatch(pattern, sha[:7]):
+            written = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+                                     cwd=repo, input=body, capture_output=True, check=True)
+            assert written.stdout.decode().strip() == sha
+            subprocess.run(["git", "update-ref", "HEAD", sha], cwd=repo, check=True)
+            return sha
+    raise AssertionError(f"no commit matching {pattern}")
+
+
+def test_a_development_version_is_semver_for_a_commit_of_digits_with_a_leading_0(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    sha = short_sha_commit(tmp_path, r"0[0-9]{6}")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VERSION", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL")}
+    version = subprocess.run(
+        ["make", "-s", "-f", str(REPO / "Makefile"), "--eval", "version: ; @echo $(VERSION)",
+         "version"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert version == f"0.0.0-dev.g{sha[:7]}"
+    assert check_version(version) == version and is_development(version)
 
 
 @pytest.fixture
