@@ -5,8 +5,8 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
-# Settings for this machine (the docker client, a stand-in base image), written by
-# `make provision` to local.env; absent on a machine that needs none. Read when a recipe
+# Settings for this machine (the docker client; the engine, when provision started one of its
+# own: DOCKER_HOST), written by `make provision` to local.env; absent on a machine that needs none. Read when a recipe
 # runs, not when make starts, so `make provision test` uses what provision has just written.
 machine = $(shell sed -n 's/^$(1)=//p' local.env 2>/dev/null)
 
@@ -27,6 +27,8 @@ DOCKER        ?= $(or $(call machine,DOCKER),docker)
 # dependabot updates.
 BASE_IMAGE    ?= $(or $(call machine,BASE_IMAGE),$(shell sed -n 's/^FROM \([^ ]*\) AS python-base$$/\1/p' Dockerfile))
 export MODEL_DIR PORT MODEL_NAME IMAGE VERSION REGISTRY DEPLOY_TARGET CHAMPION DOCKER BASE_IMAGE
+DOCKER_HOST   ?= $(call machine,DOCKER_HOST)
+export DOCKER_HOST
 
 VENV := .venv
 PY   := $(VENV)/bin/python

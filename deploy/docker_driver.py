@@ -146,6 +146,13 @@ class DockerDriver:
 
     def deploy(self, release: Release, history: tuple[str, ...] = ()) -> Deployment:
         """Switch to `release`; `history` (what served before it) goes on its container."""
+        others = [c.labels.get(SERVICE_LABEL) for c in self.client.containers.list(
+            filters={"label": f"{PORT_LABEL}={self.settings.port}"})
+            if c.labels.get(SERVICE_LABEL) != self.settings.service]
+        if others:
+            # Same uid, same port, SO_REUSEPORT: the kernel would mix the two services' traffic.
+            raise DeployError(f"port {self.settings.port} is taken by {', '.join(others)}; "
+                              "give this service another PORT")
         self._pull(release)
         lock = self._lock(release)
         try:
@@ -180,13 +187,6 @@ class DockerDriver:
 
     def _switch(self, release: Release, history: tuple[str, ...]) -> Deployment:
         started = time.monotonic()
-        others = [c.labels.get(SERVICE_LABEL) for c in self.client.containers.list(
-            filters={"label": f"{PORT_LABEL}={self.settings.port}"})
-            if c.labels.get(SERVICE_LABEL) != self.settings.service]
-        if others:
-            # Same uid, same port, SO_REUSEPORT: the kernel would mix the two services' traffic.
-            raise DeployError(f"port {self.settings.port} is taken by {', '.join(others)}; "
-                              "give this service another PORT")
         for leftover in self.containers(role="preflight"):
             leftover.remove(force=True)
         old = self.containers()

@@ -16,7 +16,7 @@ import semver
 
 from contract.errors import InputError
 from contract.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
-from deploy.registry import Registry
+from deploy.registry import ABSENT, Registry
 from deploy.settings import Settings
 
 # Where the Dockerfile puts the model when the image's own MODEL_DIR says nothing else.
@@ -29,6 +29,10 @@ BASE_MARKER = f"LABEL {BASE_LABEL}="
 
 class ImageError(RuntimeError):
     pass
+
+
+class NoSuchImage(ImageError):
+    """The registry answers that it has no such tag (manifest unknown); not a failure to ask."""
 
 
 def docker_client():
@@ -197,8 +201,9 @@ def extract_model(reference: str, destination: Path, client=None) -> Path:
         try:
             image = client.images.pull(reference)
         except docker.errors.APIError as error:
-            raise ImageError(f"image {reference} is neither local nor pullable: "
-                             f"{error.explanation or error}") from error
+            reason = str(error.explanation or error)
+            kind = NoSuchImage if ABSENT.search(reason) else ImageError
+            raise kind(f"image {reference} is neither local nor pullable: {reason}") from error
     env = dict(item.split("=", 1) for item in image.attrs["Config"].get("Env") or [])
     source = env.get("MODEL_DIR", IMAGE_MODEL_DIR)
     container = client.containers.create(image.id, command=["true"])

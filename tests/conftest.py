@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,13 @@ import release_tools
 import training  # noqa: F401  (quiets TensorFlow's logging before any test imports it)
 
 ROOT = Path(__file__).resolve().parents[1]
+# The machine's Docker client and engine from `make provision` (local.env), as the Makefile
+# reads them, so `python -m pytest` talks to the same engine as `make test`.
+if (ROOT / "local.env").is_file():
+    for line in (ROOT / "local.env").read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name in ("DOCKER", "DOCKER_HOST") and value:
+            os.environ.setdefault(name, value)
 SCHEMA = ROOT / "data" / "schema.json"
 DATA = next((ROOT / "data").glob("*.csv"))  # the active data set: the one CSV in data/
 

@@ -4,6 +4,9 @@ The reference given as CHAMPION / --champion is either a directory that holds th
 model.tflite and manifest.json, or an image reference such as
 `127.0.0.1:5000/model-service:1.2.0`: the model is then copied out of that image (pulled
 when absent, never run) into a temporary directory that lives as long as the `with` block.
+An image whose registry answers "manifest unknown" (no such tag: nothing in production yet)
+is no champion; any other failure to read it (a refused login, an outage, an unreachable
+registry) stops the evaluation with the reason, so a gate never passes for want of a champion.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from contract.schema import Schema
 
 
 @contextlib.contextmanager
-def resolve(reference: str) -> Iterator[Path]:
+def resolve(reference: str) -> Iterator[Path | None]:
     directory = Path(reference)
     if directory.is_dir():
         if not (directory / "model.tflite").is_file():
@@ -28,16 +31,24 @@ def resolve(reference: str) -> Iterator[Path]:
         yield _from_image(reference, Path(tmp))
 
 
-def _from_image(reference: str, destination: Path) -> Path:
+def absent(reference: str) -> bool:
+    """True when `reference` is an image its registry does not have (manifest unknown)."""
+    with resolve(reference) as directory:
+        return directory is None
+
+
+def _from_image(reference: str, destination: Path) -> Path | None:
     try:
         # The deploy extra (Docker SDK): only needed when the champion is an image.
-        from deploy.image import ImageError, extract_model
+        from deploy.image import ImageError, NoSuchImage, extract_model
     except ImportError as error:
         raise InputError(f"champion {reference!r}: no such directory, and reading it as an "
                          f"image needs the deploy extra ({error})") from error
     import docker.errors
     try:
         directory = extract_model(reference, destination)
+    except NoSuchImage:
+        return None
     except (ImageError, docker.errors.DockerException) as error:
         raise InputError(f"champion {reference!r}: no such directory, and as an image: "
                          f"{error}") from error

@@ -72,6 +72,10 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path | None = No
                "metrics": candidate.metrics, "performance": candidate.performance,
                "champion": None}
     comparison = None
+    if champion_ref and champion.absent(champion_ref):
+        out(f"champion {champion_ref}: its registry has no such image (manifest unknown); "
+            "the gate checks the thresholds only")
+        champion_ref = None
     if champion_ref:
         with champion.resolve(champion_ref) as directory:
             learnt_from, lite = _champion(directory, schema)
