@@ -74,7 +74,8 @@ def write_task_data(directory: Path, task: str, rows: int = 300,
 # Fixtures that train a model on a real data set: a test that uses one (directly, through
 # another fixture, or through a fixture parameter named "active data set" that asks for
 # model_dir) is marked `trains`, so `make test-fast` can leave it out.
-TRAINING_FIXTURES = {"model_dir", "untrained_model_dir", "task_model_dirs"}
+TRAINING_FIXTURES = {"model_dir", "untrained_model_dir", "task_model_dirs",
+                     "wdbc_model_dir", "wdbc_untrained_dir"}  # the last two: test_gate.py
 
 
 def pytest_collection_modifyitems(items):

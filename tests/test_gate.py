@@ -22,7 +22,13 @@ from training.config import TrainConfig
 from training.data import load_dataset
 from training.metrics import HIGHER_IS_BETTER, metric
 
-from conftest import DATA, SCHEMA
+from conftest import DATA as ACTIVE_DATA
+from conftest import ROOT
+
+# The gate is tested on the shipped WDBC example (binary, known numbers), whatever data set is
+# active; when that is the example itself, the session's models are its models.
+EXAMPLE = ROOT / "examples" / "wdbc"
+DATA, SCHEMA = EXAMPLE / "wdbc.csv", EXAMPLE / "schema.json"
 
 ROWS = list(csv.reader(io.StringIO(DATA.read_text())))  # header first
 
@@ -35,10 +41,32 @@ max_regression = 0.01
 """
 
 
+def _example_model(request, tmp_path_factory, session_fixture: str, config: TrainConfig):
+    if ACTIVE_DATA.read_bytes() == DATA.read_bytes():
+        return request.getfixturevalue(session_fixture)
+    directory = tmp_path_factory.mktemp(session_fixture)
+    train.run(DATA, SCHEMA, directory, config, POLICY, out=lambda line: None)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def wdbc_model_dir(request, tmp_path_factory):
+    return _example_model(request, tmp_path_factory, "model_dir", TrainConfig())
+
+
+@pytest.fixture(scope="module")
+def wdbc_untrained_dir(request, tmp_path_factory):
+    """As conftest's untrained_model_dir: one epoch at a learning rate of ~0."""
+    from training.models import LinearSettings
+    config = TrainConfig(models=("linear",), max_epochs=1,
+                         settings={"linear": LinearSettings(learning_rate=1e-9)})
+    return _example_model(request, tmp_path_factory, "untrained_model_dir", config)
+
+
 @pytest.fixture
-def candidate(model_dir, tmp_path):
+def candidate(wdbc_model_dir, tmp_path):
     """A copy of the session's model: evaluate writes its report into the directory."""
-    return shutil.copytree(model_dir, tmp_path / "candidate")
+    return shutil.copytree(wdbc_model_dir, tmp_path / "candidate")
 
 
 def policy_file(tmp_path, text: str):
@@ -247,19 +275,19 @@ def test_fail_on_a_minimum(candidate, tmp_path):
     assert rules[0]["detail"].endswith(": failed")
 
 
-def test_pass_against_a_worse_champion(candidate, untrained_model_dir):
-    assert evaluate.run(candidate, str(untrained_model_dir), None,
+def test_pass_against_a_worse_champion(candidate, wdbc_untrained_dir):
+    assert evaluate.run(candidate, str(wdbc_untrained_dir), None,
                         out=lambda line: None) == 0
     champion = verdict_of(candidate)["champion"]
     assert champion["comparison"]["difference"] > 0.3 and champion["comparison"]["passed"]
     assert champion["metrics"]["roc_auc"] < 0.5
 
 
-def test_fail_against_a_clearly_better_champion(untrained_model_dir, model_dir, tmp_path,
+def test_fail_against_a_clearly_better_champion(wdbc_untrained_dir, wdbc_model_dir, tmp_path,
                                                 capsys):
-    weak = shutil.copytree(untrained_model_dir, tmp_path / "weak")
+    weak = shutil.copytree(wdbc_untrained_dir, tmp_path / "weak")
     path = policy_file(tmp_path, CHAMPION_ONLY)
-    assert main(["evaluate", "--model-dir", str(weak), "--champion", str(model_dir),
+    assert main(["evaluate", "--model-dir", str(weak), "--champion", str(wdbc_model_dir),
                  "--gate", str(path)]) == 1
     (rule,) = verdict_of(weak)["rules"]
     assert rule["name"] == "no regression against the champion (roc_auc)"
@@ -269,8 +297,8 @@ def test_fail_against_a_clearly_better_champion(untrained_model_dir, model_dir, 
 
 
 def test_the_committed_policy_fails_an_untrained_model_on_every_quality_rule(
-        untrained_model_dir, tmp_path):
-    weak = shutil.copytree(untrained_model_dir, tmp_path / "weak")
+        wdbc_untrained_dir, tmp_path):
+    weak = shutil.copytree(wdbc_untrained_dir, tmp_path / "weak")
     assert evaluate.run(weak, None, None, out=lambda line: None) == 1
     failed = {r["name"] for r in verdict_of(weak)["rules"] if not r["passed"]}
     assert failed == {f"minimum {m}" for m in POLICY.minimum} | {"maximum log_loss"}
@@ -309,9 +337,9 @@ def _without_positive_label(schema):
      "the champion's feature 'mean_texture' is of dtype int, the candidate's of dtype float"),
 ], ids=["target", "labels", "positive label", "task", "feature names", "feature count",
         "feature type"])
-def test_a_champion_that_answers_another_question_exits_2(candidate, model_dir, tmp_path, capsys,
-                                                          change, message):
-    rival = shutil.copytree(model_dir, tmp_path / "rival")
+def test_a_champion_that_answers_another_question_exits_2(candidate, wdbc_model_dir, tmp_path,
+                                                          capsys, change, message):
+    rival = shutil.copytree(wdbc_model_dir, tmp_path / "rival")
     manifest = json.loads((rival / "manifest.json").read_text())
     change(manifest["schema"])
     (rival / "manifest.json").write_text(json.dumps(manifest))
@@ -322,8 +350,8 @@ def test_a_champion_that_answers_another_question_exits_2(candidate, model_dir, 
     assert message in err
 
 
-def test_a_champion_without_a_manifest_exits_2(candidate, model_dir, tmp_path, capsys):
-    rival = shutil.copytree(model_dir, tmp_path / "rival")
+def test_a_champion_without_a_manifest_exits_2(candidate, wdbc_model_dir, tmp_path, capsys):
+    rival = shutil.copytree(wdbc_model_dir, tmp_path / "rival")
     (rival / "manifest.json").unlink()
     assert main(["evaluate", "--model-dir", str(candidate), "--champion", str(rival)]) == 2
     assert f"{rival / 'manifest.json'} is missing" in capsys.readouterr().err
@@ -392,8 +420,8 @@ def test_rows_the_champion_trained_on_are_left_out_and_counted(tmp_path):
 
 # MODEL_DIR always holds one whole model
 
-def test_retraining_replaces_the_whole_model_directory(model_dir, tmp_path):
-    directory = shutil.copytree(model_dir, tmp_path / "model")
+def test_retraining_replaces_the_whole_model_directory(wdbc_model_dir, tmp_path):
+    directory = shutil.copytree(wdbc_model_dir, tmp_path / "model")
     (directory / "evaluation.json").write_text('{"passed": true}')
     train_on(tmp_path, "model", ROWS, small_config())
     assert not (directory / "evaluation.json").exists()  # no stale verdict survives
@@ -402,8 +430,8 @@ def test_retraining_replaces_the_whole_model_directory(model_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.csv"]
 
 
-def test_a_failed_training_leaves_the_model_in_place(model_dir, tmp_path, capsys):
-    directory = shutil.copytree(model_dir, tmp_path / "model")
+def test_a_failed_training_leaves_the_model_in_place(wdbc_model_dir, tmp_path, capsys):
+    directory = shutil.copytree(wdbc_model_dir, tmp_path / "model")
     before = {p.name: p.read_bytes() for p in directory.iterdir()}
     broken = tmp_path / "broken.csv"
     broken.write_text(DATA.read_text().replace("17.99", "x", 1))
