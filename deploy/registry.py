@@ -64,9 +64,10 @@ def docker_credentials(host: str) -> tuple[str, str] | None:
         found = docker.auth.resolve_authconfig(docker.auth.load_config(), host) or {}
     except docker.errors.DockerException as error:  # a credential helper that fails
         raise RegistryError(f"the Docker credentials for {host}: {error}") from error
-    if found.get("username") and found.get("password"):
-        return found["username"], found["password"]
-    return None
+    # config.json's own logins come with lower-case keys, a credential helper's capitalised
+    user = found.get("username") or found.get("Username")
+    password = found.get("password") or found.get("Password")
+    return (user, password) if user and password else None
 
 
 class Registry:

@@ -228,3 +228,22 @@ def test_a_registry_error_is_no_missing_tag(ghcr_like, monkeypatch):
         Registry(host).digest("team/model", "production")
     with pytest.raises(RegistryError, match="connection refused"):
         Registry(f"127.0.0.1:{free_port()}").digest("team/model", "production")
+
+
+def test_credentials_come_from_a_docker_credential_helper(ghcr_like, tmp_path, monkeypatch):
+    """`credsStore` (Docker Desktop's keychain, `pass`, ...): a helper program answers `get`
+    with the login. skopeo alone does not read credsStore; the Docker SDK does."""
+    host, _ = ghcr_like
+    helper = tmp_path / "bin" / "docker-credential-testsecrets"
+    helper.parent.mkdir()
+    helper.write_text("#!/bin/sh\nread -r server\n"
+                      f"[ \"$1\" = get ] && printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\","
+                      f"\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n")
+    helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "testsecrets"}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{helper.parent}{os.pathsep}{os.environ['PATH']}")
+    assert Registry(host).tags("no/such-repository") == []  # answered, not refused
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RegistryError, match="authentication required"):
+        Registry(host).tags("no/such-repository")
