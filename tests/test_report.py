@@ -57,7 +57,7 @@ def test_each_task_gets_its_plots_and_the_report_shows_them(task_model_dirs, tas
         assert "the probability of each label in the order small, medium, large" in text
     if task == "regression":
         assert "`price` in its own units" in text and "mean squared error" in text
-        assert "of the target's range" in text and "threshold" not in text
+        assert "of the range" in text and "threshold" not in text
     if task == "binary":
         (tn, fp), (fn, tp) = m["confusion_matrix"]
         assert f"| no | {tn} | {fp} |" in text and f"| yes | {fn} | {tp} |" in text
