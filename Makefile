@@ -34,7 +34,7 @@ VENV := .venv
 PY   := $(VENV)/bin/python
 say   = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help provision install lint test test-fast example train evaluate serve build smoke push candidate promote deploy rollback status pipeline bench act
+.PHONY: help provision install lint test test-fast example train evaluate serve build smoke push candidate champion promote deploy rollback status pipeline bench act
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -139,6 +139,10 @@ push: install ## push IMAGE:VERSION and its sha- tag to REGISTRY (a release tag 
 candidate: $(VENV)/.extra-deploy ## for a release VERSION: find this commit's image published by the default branch; its model to MODEL_DIR
 	$(call say,candidate: the image of commit $(shell git rev-parse --short HEAD) in $(REGISTRY)/$(IMAGE), for release $(VERSION))
 	$(PY) -m deploy candidate
+
+champion: $(VENV)/.extra-deploy ## the production image the gate must beat, by digest (nothing when none yet)
+	$(call say,champion: $(REGISTRY)/$(IMAGE):production)
+	$(PY) -m deploy champion
 
 promote: $(VENV)/.extra-deploy ## tag that image VERSION in REGISTRY: build once, promote the digest (idempotent)
 	$(call say,promote: $(REGISTRY)/$(IMAGE):sha-<commit> -> $(VERSION))

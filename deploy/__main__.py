@@ -15,7 +15,7 @@ from pathlib import Path
 import docker.errors
 import requests
 
-from deploy import image, promote, releases
+from deploy import image, production, promote, releases
 from deploy.docker_driver import DeployError, Release
 from deploy.kubernetes_driver import KubernetesDriver
 from deploy.registry import PRODUCTION_TAG, Registry, RegistryError
@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--reference", action="store_true",
                         help="print only the deployed image reference (nothing when none)")
     commands.add_parser("releases", help="the releases in the registry, oldest first")
+    commands.add_parser("champion", help="the production image the gate must beat, by digest "
+                                         "(nothing when none was deployed yet)")
     manifests = commands.add_parser(
         "manifests", help="print what DEPLOY_TARGET=kubernetes applies: the overlay of "
                           "DEPLOY_ENVIRONMENT with an image by digest")
@@ -75,12 +77,21 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command == "manifests":
         release = Release(settings.version, args.reference)
         print(KubernetesDriver(settings).render(release), end="")
+    elif args.command == "champion":
+        reference = production.champion(settings, Registry(settings.registry))
+        print(reference or "")
+        print(f"the gate compares the candidate with {reference}" if reference else
+              f"no production image in {settings.remote}: the gate checks the thresholds only",
+              file=sys.stderr)
+        if os.environ.get("GITHUB_OUTPUT"):
+            with open(os.environ["GITHUB_OUTPUT"], "a") as output:
+                output.write(f"reference={reference or ''}\n")
     elif args.command == "releases":
         registry = Registry(settings.registry)
-        production = registry.digest(settings.repository, PRODUCTION_TAG)
+        production_digest = registry.digest(settings.repository, PRODUCTION_TAG)
         for version in releases.known_versions(settings, registry):
             digest = registry.digest(settings.repository, version)
-            print(f"{version}\t{digest}" + ("\tproduction" if digest == production else ""))
+            print(f"{version}\t{digest}" + ("\tproduction" if digest == production_digest else ""))
     else:
         driver = releases.driver_for(target, settings)
         if args.command == "status":

@@ -166,7 +166,7 @@ def test_every_make_target_a_workflow_calls_exists(workflows):
     assert commands == {"deploy", "rollback"}
     called |= commands
     assert called == {"lint", "test", "provision", "train", "evaluate", "build", "smoke", "push",
-                      "deploy", "rollback", "status", "candidate", "promote"}
+                      "deploy", "rollback", "status", "candidate", "champion", "promote"}
     assert called <= targets, f"not in the Makefile: {called - targets}"
     assert "act" in targets
 
