@@ -52,8 +52,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the project with its dev extras
 
-# One extra alone, for what needs no TensorFlow: deploy and rollback are the emergency path, and a
-# fresh runner installs the Docker SDK in seconds. Nothing to do where .[dev] (all extras) is in.
+# One extra alone, for what needs no TensorFlow (build, push, deploy and rollback: the last
+# two are the emergency path): a fresh runner installs them in seconds, not TensorFlow in
+# minutes. Nothing to do where .[dev] (all extras) is in.
 # The message goes to stderr, so `$$(make -s status)` holds the status alone.
 $(VENV)/.extra-%: pyproject.toml
 	@printf '\n==> %s\n' "install: $(VENV) with .[$*]" >&2
@@ -124,7 +125,7 @@ bench: install ## wrk against the service, a tutorial baseline and a ceiling; wr
 	@test -f '$(MODEL_DIR)/model.tflite' || $(MAKE) train
 	$(PY) -m bench.run --model-dir '$(MODEL_DIR)' $(BENCH_ARGS)
 
-build: install ## build the image IMAGE:VERSION (and IMAGE:sha-<commit>) with the model in MODEL_DIR
+build: $(VENV)/.extra-deploy ## build the image IMAGE:VERSION (and IMAGE:sha-<commit>) with the model in MODEL_DIR
 	$(call say,build: $(IMAGE):$(VERSION) on $(BASE_IMAGE) with the model in $(MODEL_DIR)/)
 	$(PY) -m deploy build
 
@@ -132,7 +133,7 @@ smoke: $(VENV)/.extra-serve $(VENV)/.extra-deploy ## run the image (SMOKE_IMAGE,
 	$(call say,smoke: run $(or $(SMOKE_IMAGE),$(IMAGE):$(VERSION)) and compare its answer with the model's)
 	$(PY) -m deploy smoke $(SMOKE_IMAGE)
 
-push: install ## push IMAGE:VERSION and its sha- tag to REGISTRY (a release tag never changes)
+push: $(VENV)/.extra-deploy ## push IMAGE:VERSION and its sha- tag to REGISTRY (a release tag never changes)
 	$(call say,push: $(IMAGE):$(VERSION) -> $(REGISTRY))
 	$(PY) -m deploy push
 

@@ -179,16 +179,19 @@ def needs(job: dict) -> set[str]:
 def test_ci_job_graph(workflows):
     jobs = workflows["ci"]["jobs"]
     assert {job_id: needs(job) for job_id, job in jobs.items()} == {
-        "lint": set(), "test": set(), "model": set(),
-        "report": {"model"}, "image": {"model"},
+        "candidate": set(), "lint": {"candidate"}, "test": {"candidate"},
+        "model": {"candidate"}, "report": {"model"}, "image": {"candidate", "model"},
         # Only an image whose code passed lint, tests and the gate is published.
-        "publish": {"lint", "test", "model", "image"},
+        "publish": {"candidate", "lint", "test", "model", "image"},
     }
     # Published: the image built here, or on a tag the one the default branch published for
     # the commit (promoted); never after a failure anywhere upstream.
     assert jobs["publish"]["if"] == (
         "${{ !cancelled() && !failure() && (needs.image.outputs.publish == 'true' || "
-        "needs.model.outputs.candidate != '') }}")
+        "startsWith(needs.candidate.outputs.digest, 'sha256:')) }}")
+    # The test job's registry, as GitHub users run one.
+    assert jobs["test"]["services"]["registry"] == {"image": "registry:2",
+                                                    "ports": ["127.0.0.1:5000:5000"]}
     publish = workflows["ci"]["env"]["PUBLISH"]
     assert "github.event_name == 'push'" in publish and "refs/tags/" in publish
     assert "pull_request" in jobs["report"]["if"]
@@ -355,27 +358,76 @@ def test_dependabot_sees_the_default_base_image_and_make_passes_it():
 
 
 def test_a_release_promotes_the_published_image_and_builds_only_without_one(workflows):
-    """Build once, promote the digest: on a tag, the model job looks for the commit's image
-    (make candidate); with one, no training, no build, and publish runs make promote."""
+    """Build once, promote the digest: on a tag, the candidate job looks for the commit's image
+    (make candidate). With one: no lint or tests again (they passed for this commit), no
+    training (the model job gates the image's model), no build, and publish runs make promote."""
     jobs = workflows["ci"]["jobs"]
+    assert jobs["candidate"]["if"] == "startsWith(github.ref, 'refs/tags/')"
+    assert [step.get("run") for step in jobs["candidate"]["steps"]][-1] == "make candidate"
+    assert jobs["candidate"]["outputs"]["digest"] == "${{ steps.candidate.outputs.digest }}"
+    promoted = "startsWith(needs.candidate.outputs.digest, 'sha256:')"
+    for job in ("lint", "test", "image"):
+        assert jobs[job]["if"] == f"${{{{ !cancelled() && !failure() && !{promoted} }}}}"
+    assert jobs["model"]["if"] == "${{ !cancelled() && !failure() }}"
     model = {step.get("name", step.get("run", step.get("uses"))): step
              for step in jobs["model"]["steps"]}
-    candidate = model["make candidate"]
-    assert candidate["if"] == "startsWith(github.ref, 'refs/tags/')"
-    assert candidate["run"] == "make candidate" and candidate["id"] == "candidate"
-    assert jobs["model"]["outputs"]["candidate"] == "${{ steps.candidate.outputs.digest }}"
-    assert model["make train"]["if"] == "steps.candidate.outputs.digest == ''"
-    order = list(model)
-    # The login comes first (the candidate is read from ghcr.io); the gate runs either way.
-    assert order.index("docker/login-action@74a5d142397b4f367a81961eba4e8cd7edddf772") < \
-        order.index("make candidate") < order.index("make train") < order.index("make evaluate")
+    assert model["make candidate"]["if"] == promoted
+    assert model["make train"]["if"] == f"${{{{ !{promoted} }}}}"
     assert "if" not in model["make evaluate"]
-    assert jobs["image"]["if"] == "needs.model.outputs.candidate == ''"
     publish = {step.get("name", step.get("run", step.get("uses", ""))): step
                for step in jobs["publish"]["steps"]}
     push = publish["make push, or make promote"]
-    assert push["env"]["CANDIDATE"] == "${{ needs.model.outputs.candidate }}"
+    assert push["env"]["CANDIDATE"] == (
+        f"${{{{ {promoted} && needs.candidate.outputs.digest || '' }}}}")
     assert 'if [ -n "$CANDIDATE" ]; then make promote' in push["run"]
     for name, step in publish.items():
         if "image" in str(step.get("with", {}).get("name", "")) or "docker load" in name:
-            assert step["if"] == "needs.model.outputs.candidate == ''", name
+            assert step["if"] == f"${{{{ !{promoted} }}}}", name
+
+
+# Every command in README's "Adopting this template", and the test that runs it; None where it
+# needs github.com, ghcr.io or the user's own host (README marks those "(github.com)", and
+# tests/test_act.py runs the workflows they start, against a local registry and engine).
+ADOPTION_COMMANDS = {
+    # .ci/run runs `make provision`; the pipeline's targets (lint, test, train, evaluate, build,
+    # smoke, push, deploy) run in tests/test_act.py's ci.yml and release.yml runs.
+    "make provision pipeline": "test_a_push_to_main_runs_every_check_and_publishes_the_image",
+    "git tag v0.1.0 && git push origin v0.1.0": None,
+    "gh attestation verify oci://ghcr.io/<owner>/<repo>:0.1.0 --repo <owner>/<repo>": None,
+    "ssh-keygen -t ed25519 -N '' -f deploy_key": "test_the_adoption_key_command_makes_a_key_pair",
+    "ssh-keyscan host": None,
+    "gh workflow run rollback.yml --ref v1.3.0 -f version=1.2.0": None,
+    "DOCKER_HOST=ssh://deploy@host make rollback VERSION=1.2.0 REGISTRY=ghcr.io "
+    "IMAGE=<owner>/<repo>": None,
+    "docker login ghcr.io": None,
+    "make train evaluate": "test_a_pull_request_from_the_repository_gets_its_report_as_one_comment",
+}
+COMMAND_WORDS = ("make ", "git ", "gh ", "ssh-", "docker ", "DOCKER_HOST=")
+
+
+def adoption_section() -> str:
+    text = (REPO / "README.md").read_text()
+    return text[text.index("## Adopting this template"):]
+
+
+def test_every_adoption_command_is_run_by_a_test_or_marked_as_needing_github():
+    section = adoption_section()
+    spans = [(" ".join(match.group(1).split()), section[match.end():match.end() + 20])
+             for match in re.finditer(r"`([^`]+)`", section)]
+    commands = {span: after for span, after in spans if span.startswith(COMMAND_WORDS)}
+    assert set(commands) == set(ADOPTION_COMMANDS)
+    tests = {path.stem: path.read_text() for path in (REPO / "tests").glob("test_*.py")}
+    for command, test in ADOPTION_COMMANDS.items():
+        marked = " ".join(commands[command].split()).startswith("*(github.com)*")
+        assert marked == (test is None), command
+        if test:
+            assert any(f"def {test}(" in text for text in tests.values()), test
+
+
+def test_the_adoption_key_command_makes_a_key_pair(tmp_path):
+    command = next(command for command in ADOPTION_COMMANDS if command.startswith("ssh-keygen"))
+    if not shutil.which("ssh-keygen"):
+        unavailable("ssh-keygen is not installed (openssh-client)")
+    subprocess.run(command, shell=True, cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "deploy_key").read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY")
+    assert (tmp_path / "deploy_key.pub").read_text().startswith("ssh-ed25519 ")
