@@ -453,7 +453,7 @@ def test_a_tag_promotes_the_published_image_gates_it_and_deploys_it(workspace, p
     # published; the model job gates the published image's model against production.
     assert not {"lint", "test", "image"} & set(ran)
     model = step_results(released.lines, "model")
-    assert model["make candidate"] == "success" and model["make train"] == "skipped"
+    assert model["make candidate"] == "success" and "make train" not in model  # skipped
     assert model["make evaluate"] == "success"
     tags = registry_tags(workspace)
     assert tags["1.1.0"] == tags[f"sha-{workspace.commit[:7]}"] == tags["production"]
@@ -490,5 +490,5 @@ def test_rollback_from_a_tag_puts_the_release_before_back(workspace, production,
     stamps = [datetime.datetime.fromisoformat(line["time"]) for line in run.lines]
     serving = next(datetime.datetime.fromisoformat(line["time"]) for line in run.lines
                    if line.get("step") == "make rollback" and "stepResult" in line)
-    print(f"\nrollback.yml: the old release serves {(serving - stamps[0]).total_seconds():.0f} s "
-          f"after the start; whole run {(stamps[-1] - stamps[0]).total_seconds():.0f} s")
+    print(f"\nrollback.yml: the old release serves {(serving - min(stamps)).total_seconds():.0f} s "
+          f"after the start; whole run {(max(stamps) - min(stamps)).total_seconds():.0f} s")
