@@ -189,9 +189,10 @@ def test_ci_job_graph(workflows):
     assert jobs["publish"]["if"] == (
         "${{ !cancelled() && !failure() && (needs.image.outputs.publish == 'true' || "
         "startsWith(needs.candidate.outputs.digest, 'sha256:')) }}")
-    # The test job's registry, as GitHub users run one.
-    assert jobs["test"]["services"]["registry"] == {"image": "registry:2",
-                                                    "ports": ["127.0.0.1:5000:5000"]}
+    # The test job's registry, as GitHub users run one; the tests delete what they push.
+    assert jobs["test"]["services"]["registry"] == {
+        "image": "registry:2", "ports": ["127.0.0.1:5000:5000"],
+        "env": {"REGISTRY_STORAGE_DELETE_ENABLED": "true"}}
     publish = workflows["ci"]["env"]["PUBLISH"]
     assert "github.event_name == 'push'" in publish and "refs/tags/" in publish
     assert "pull_request" in jobs["report"]["if"]
