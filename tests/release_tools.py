@@ -88,15 +88,20 @@ def deployed(engine, env: dict, all: bool = False) -> list:
 
 def remove_releases(engine, env: dict) -> None:
     """Delete the test's repository from the registry and its images from the engine."""
-    import docker.errors
     registry = Registry(env["REGISTRY"])
     for tag in registry.tags(env["IMAGE"]):
         digest = registry.digest(env["IMAGE"], tag)
         if digest:
             registry.delete(env["IMAGE"], digest)
+    remove_images(engine, env["IMAGE"])
+
+
+def remove_images(engine, name: str) -> None:
+    """Remove from the engine every image whose tag or digest reference holds `name`."""
+    import docker.errors
     for image in engine.images.list():
         for reference in image.tags + (image.attrs.get("RepoDigests") or []):
-            if env["IMAGE"] in reference:
+            if name in reference:
                 try:
                     engine.images.remove(reference, force=True)
                 except docker.errors.NotFound:

@@ -21,11 +21,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
-import docker.errors
 import pytest
 import requests
 
-from release_tools import deployed, make, ok, unavailable
+from release_tools import deployed, make, ok, remove_images, unavailable
 from deploy.docker_driver import VERSION_LABEL
 from deploy.registry import PRODUCTION_TAG, Registry, RegistryError
 from deploy.smoke import free_port
@@ -168,13 +167,7 @@ def ghcr_env(engine, images, release_env, ghcr_like, monkeypatch):
     yield env
     for container in deployed(engine, env, all=True):
         container.remove(force=True)
-    for image in engine.images.list():
-        for reference in image.tags + (image.attrs.get("RepoDigests") or []):
-            if env["IMAGE"] in reference:
-                try:
-                    engine.images.remove(reference, force=True)
-                except docker.errors.NotFound:
-                    pass  # gone with another reference to the same image
+    remove_images(engine, env["IMAGE"])
 
 
 def serving(engine, env) -> str:
