@@ -162,15 +162,16 @@ def test_with_a_deploy_target_the_rollback_job_starts_after_the_gate(act):
 
 # --- Whole jobs, as on a fresh runner -------------------------------------------------------
 # The real workflow files run job by job in a clone of this checkout (uncommitted changes
-# included), with the actions they pin: from a local copy of each pinned action when one is
-# given (ACT_OFFLINE_ACTIONS, a folder with act-offline and <owner>/<repo>/<sha>/ copies), else
-# fetched by act from GitHub as usual. Each job starts without .venv or artifacts, installs what
-# it needs as on GitHub, and talks to the real Docker engine and registry. The repository
+# included), with the actions they pin: from a local copy of each pinned action when there is
+# one (ACT_OFFLINE_ACTIONS, else ../shared/actions beside this checkout: a folder with
+# act-offline and <owner>/<repo>/<sha>/ copies), else fetched by act from GitHub as usual.
+# Each job starts without .venv or artifacts, installs what it needs as on GitHub, and talks
+# to the real Docker engine and registry. The repository
 # variable REGISTRY points the jobs at the registry on 127.0.0.1:5000 instead of ghcr.io, so the
 # real docker/login-action logs in there and the pushes are real. What stays stubbed, because it
 # needs the GitHub API: `gh` (a script first on PATH that records its arguments).
 OFFLINE_ACTIONS = [Path(os.environ["ACT_OFFLINE_ACTIONS"])] if os.environ.get(
-    "ACT_OFFLINE_ACTIONS") else [Path("/work/shared/actions")]
+    "ACT_OFFLINE_ACTIONS") else [REPO.parent / "shared" / "actions"]
 LOCAL_REGISTRY = os.environ.get("ACT_REGISTRY", "127.0.0.1:5000")
 GH_STUB = """#!/usr/bin/env bash
 # gh, stubbed: the GitHub API is out of reach. Records each call; answers nothing.
