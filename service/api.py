@@ -114,8 +114,9 @@ def _predict(name: str, version: str | None, label: str | None) -> Response:
     g.rows = len(batch.rows)
     if state.config.log_features:
         g.features = batch.rows.tolist()
-    return json_response({"outputs" if batch.columnar else "predictions":
-                          predictor.predict(batch.rows)})
+    outputs = predictor.predict(batch.rows)
+    state.predictions.observe(outputs)
+    return json_response({"outputs" if batch.columnar else "predictions": outputs})
 
 
 def _body() -> bytes:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
-                               Histogram, disable_created_metrics, generate_latest,
+import numpy as np
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter,
+                               Gauge, Histogram, disable_created_metrics, generate_latest,
                                multiprocess)
+
+from contract.schema import Schema
 
 # The *_created series double the output and no dashboard of ours reads them.
 disable_created_metrics()
@@ -24,6 +27,38 @@ ROWS = Counter("predict_rows_total", "Rows predicted (one request may carry many
 # processes. "max" keeps one series, not one per worker.
 MODEL = Gauge("model_info", "The model this service loaded",
               ["model_name", "model_version", "sha256"], multiprocess_mode="max")
+
+
+# The distribution of the predictions (what a canary's analysis compares between versions).
+PREDICTIONS = Counter("predictions", "Rows predicted, by predicted label (classification)",
+                      ["label"])
+VALUE_NAME, VALUE_HELP = "prediction_value", (
+    "Binary: the positive label's probability; multiclass: the top label's probability; "
+    "regression: the predicted value")
+PROBABILITY_BUCKETS = tuple(round(tenth / 10, 1) for tenth in range(1, 11))
+# The manifest records no target quantiles: 1, 2 and 5 times each power of ten from 0.01 to
+# 10,000, both signs and 0, resolve any target's scale within a factor of 2.5, and are the same
+# for every version a canary compares.
+VALUE_BUCKETS = tuple(sorted({sign * step * 10.0 ** power for sign in (-1, 1)
+                              for step in (1, 2, 5) for power in range(-2, 5)} | {0.0}))
+_value_histograms: dict[tuple, Histogram] = {}
+
+
+def _value_histogram(buckets: tuple) -> Histogram:
+    """prediction_value with the buckets of the task. One model a process in production; the
+    tests load models of every task in one process, so the default registry (used without
+    gunicorn) holds the histogram of the model loaded last."""
+    histogram = _value_histograms.get(buckets)
+    if histogram is None:
+        histogram = _value_histograms[buckets] = Histogram(VALUE_NAME, VALUE_HELP,
+                                                           buckets=buckets, registry=None)
+    for other in _value_histograms.values():
+        try:
+            REGISTRY.unregister(other)
+        except KeyError:
+            pass  # not the registered one
+    REGISTRY.register(histogram)
+    return histogram
 
 
 # The labelled children, looked up once: labels() validates and locks on every call. Bounded,
@@ -48,6 +83,47 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 def count_rows(model_name: str, model_version: str, rows: int) -> None:
     _child(ROWS, model_name, model_version).inc(rows)
+
+
+class PredictionMetrics:
+    """Counts one model's predictions (predictions_total{label}, not for regression) and
+    observes their values (prediction_value), a whole batch at once."""
+
+    def __init__(self, schema: Schema, threshold: float):
+        self.task = schema.task
+        self.threshold = threshold  # binary: the positive label from this probability on
+        self.labels = ([] if schema.task == "regression" else
+                       [PREDICTIONS.labels(label) for label in schema.class_labels])
+        self.values = _value_histogram(VALUE_BUCKETS if schema.task == "regression"
+                                       else PROBABILITY_BUCKETS)
+        self.bounds = np.array((*self.values._upper_bounds[:-1], np.inf))
+
+    def observe(self, outputs: np.ndarray) -> None:
+        """`outputs` as the model gives them, [N, K] (Predictor.predict)."""
+        if self.task == "binary":
+            values = outputs[:, 0]
+            labels = np.bincount(values >= self.threshold, minlength=2)
+        elif self.task == "multiclass":
+            values = outputs.max(axis=1)
+            labels = np.bincount(outputs.argmax(axis=1), minlength=len(self.labels))
+        else:
+            values, labels = outputs[:, 0], ()
+        for child, count in zip(self.labels, labels):
+            if count:
+                child.inc(int(count))
+        observe_all(self.values, values, self.bounds)
+
+
+def observe_all(histogram: Histogram, values: np.ndarray, bounds: np.ndarray) -> None:
+    """Histogram.observe for each value, in one step: the buckets by numpy, then one
+    increment of each bucket that got any and of the sum (prometheus_client observes one value
+    at a time; tests/test_service_api.py checks that both give the same series). A NaN goes
+    to +Inf and is left out of the sum."""
+    index = np.minimum(np.searchsorted(bounds, values), len(bounds) - 1)
+    counts = np.bincount(index, minlength=len(bounds))
+    for bucket in np.flatnonzero(counts):
+        histogram._buckets[bucket].inc(int(counts[bucket]))
+    histogram._sum.inc(float(np.nansum(values)))
 
 
 def exposition() -> tuple[bytes, str]:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from service.config import Config
-from service.metrics import MODEL
+from service.metrics import MODEL, PredictionMetrics
 from service.predictor import ModelError, Predictor
 from service.validation import BatchParser
 
@@ -32,6 +32,7 @@ class ServiceState:
     config: Config
     predictor: Predictor | None
     parser: BatchParser | None
+    predictions: PredictionMetrics | None
     error: str | None
 
     @property
@@ -58,10 +59,11 @@ def load(config: Config, predictor: Predictor | None = None) -> ServiceState:
         "model_version": predictor.version, "sha256": manifest.model_sha256,
         "features": len(predictor.schema.features), "warm_up_output": output,
         "seconds": round(time.perf_counter() - started, 4)})
-    return ServiceState(config, predictor, BatchParser(predictor.schema, config.max_rows), None)
+    return ServiceState(config, predictor, BatchParser(predictor.schema, config.max_rows),
+                        PredictionMetrics(predictor.schema, manifest.threshold), None)
 
 
 def _unready(config: Config, error: str) -> ServiceState:
     log.error("model not loaded: the service stays unready (/readyz 503): %s", error,
               extra={"model_dir": str(config.model_dir), "error": error})
-    return ServiceState(config, None, None, error)
+    return ServiceState(config, None, None, None, error)

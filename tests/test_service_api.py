@@ -268,6 +268,59 @@ def test_categories_and_nulls_become_the_contracts_input(task):
                 assert value == np.float32(given)
 
 
+def scrape(client) -> dict:
+    """Every sample of /metrics: (name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(client.get("/metrics").get_data(
+                as_text=True)) for sample in family.samples}
+
+
+def test_each_task_counts_the_distribution_of_its_predictions(task):
+    """predictions_total{label}: the predicted label of each row (binary: the positive label
+    from the manifest's threshold on, multiclass: the most probable), not for regression;
+    prediction_value: the positive or top label's probability in tenths, or the value. As
+    prometheus_client would count them one at a time."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from service.metrics import VALUE_BUCKETS
+    before = scrape(task.client)
+    answers = np.array(post(task.client, {"instances": task.rows}).get_json()["predictions"])
+    post(task.client, {"instances": task.rows[:3]})
+    answers = np.vstack([answers, answers[:3]])
+    after = scrape(task.client)
+    delta = {key: value - before.get(key, 0.0) for key, value in after.items()
+             if key[0].startswith("prediction")}
+    schema = task.schema
+    if schema.task == "binary":
+        positive = answers[:, 0] >= task.model.manifest.threshold
+        labels = {schema.positive_label: positive.sum(), schema.negative_label: (~positive).sum()}
+        values = answers[:, 0]
+    elif schema.task == "multiclass":
+        labels = {label: (answers.argmax(axis=1) == index).sum()
+                  for index, label in enumerate(schema.labels)}
+        values = answers.max(axis=1)
+    else:
+        labels, values = {}, answers[:, 0]
+    counted = {dict(key[1])["label"]: value for key, value in delta.items()
+               if key[0] == "predictions_total" and value}
+    assert counted == {label: count for label, count in labels.items() if count}
+    assert sum(counted.values()) == (0 if schema.task == "regression" else len(answers))
+    buckets = VALUE_BUCKETS if schema.task == "regression" else (
+        0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    one_by_one = Histogram("prediction_value", "", buckets=buckets,
+                           registry=CollectorRegistry())
+    for value in values:
+        one_by_one.observe(float(value))
+    [family] = one_by_one.collect()
+    expected = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for sample in family.samples}
+    observed = {key: value for key, value in delta.items() if key[0] != "predictions_total"}
+    assert observed.keys() == expected.keys()
+    for key, value in expected.items():
+        assert observed[key] == pytest.approx(value, rel=1e-6), key
+
+
 PENGUIN = Schema.from_dict({
     "task": "multiclass", "target": "species", "labels": ["Adelie", "Chinstrap", "Gentoo"],
     "features": [

@@ -176,6 +176,9 @@ def test_metrics_add_up_over_workers(start, example):
         text = call(server.port, "GET", "/metrics")[2].decode()
         assert f"{line} 20.0" in text.splitlines()
         assert any(x.startswith(rows) and x.endswith(" 60.0") for x in text.splitlines())
+        assert "prediction_value_count 60.0" in text.splitlines()
+        assert sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
+                   if x.startswith("predictions_total{")) == 60
     entries = [json.loads(x) for x in server.log().splitlines()]
     predicting = {e["pid"] for e in entries if e["message"] == "request"
                   and e["path"] == PREDICT}
