@@ -61,32 +61,61 @@ def build(name: str, inputs: Inputs, settings=None) -> keras.Model:
 # The building blocks every builder shares
 
 def preprocessing(inputs: Inputs) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """The model's input and, from it, every feature ready for dense layers: missing numbers
-    imputed with the training split's median (and a 0/1 "was missing" column where nullable),
-    categories one-hot (a missing category is all zeros plus its "was missing" column), then
+    """The model's input and, from it, every feature ready for dense layers, in this order:
+    the numbers (a missing one imputed with the training split's median), each category
+    one-hot (a missing one all zeros), a 0/1 "was missing" column per nullable feature; then
     standardized with the training split's statistics. Builtin ops only, so LiteRT runs it as
-    it is: the NaN test is `x != x`."""
-    schema = inputs.schema
-    x = keras.Input((len(schema.features),), name="features")
+    it is: the NaN test is `x != x`.
+
+    Each step takes the whole row at once, and only what the schema needs is in the graph (no
+    NaN handling without a nullable feature, nothing but the Normalization when every feature
+    is a number): LiteRT runs each op of a model on every call, and slicing WDBC's 30 columns
+    out one at a time made a call on one row 10.5 us instead of 2.3 (README, "Model speed")."""
+    features = inputs.schema.features
+    x = keras.Input((len(features),), name="features")
+    numbers = [i for i, feature in enumerate(features) if not feature.is_category]
+    # A category's index, repeated once per category and compared with 0, 1, ...: its one-hot.
+    categories = [i for i, feature in enumerate(features) for _ in feature.categories]
+    codes = np.array([code for feature in features for code in range(len(feature.categories))],
+                     dtype=np.float32)
+    nullable = [i for i, feature in enumerate(features) if feature.nullable]
+    present = x
+    if nullable:
+        missing = ops.not_equal(x, x)
+        present = ops.where(missing, imputed_values(inputs), x)
     parts = []
-    for i, feature in enumerate(schema.features):
-        column = x[:, i:i + 1]
-        missing = ops.not_equal(column, column)
-        if feature.is_category:
-            codes = np.arange(len(feature.categories), dtype=np.float32)
-            parts.append(ops.cast(ops.equal(column, codes), "float32"))
-        elif feature.nullable:
-            present = inputs.x[:, i][~np.isnan(inputs.x[:, i])]
-            median = np.float32(np.median(present) if len(present) else 0.0)
-            parts.append(ops.where(missing, median, column))
-        else:
-            parts.append(column)
-        if feature.nullable:
-            parts.append(ops.cast(missing, "float32"))
+    if numbers:
+        parts.append(columns(present, numbers))
+    if categories:
+        parts.append(ops.cast(ops.equal(columns(present, categories), codes), "float32"))
+    if nullable:
+        parts.append(columns(ops.cast(missing, "float32"), nullable))
     encoded = ops.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     normalization = keras.layers.Normalization(name="normalization")
     normalization.adapt(np.asarray(keras.Model(x, encoded)(inputs.x)))
     return x, normalization(encoded)
+
+
+def imputed_values(inputs: Inputs) -> np.ndarray:
+    """What stands for a missing value, per feature: a number's median on the training split;
+    for a category -1, which is no category's index."""
+    values = np.zeros(len(inputs.schema.features), dtype=np.float32)
+    for i, feature in enumerate(inputs.schema.features):
+        present = inputs.x[:, i][~np.isnan(inputs.x[:, i])]
+        values[i] = -1 if feature.is_category else np.median(present) if len(present) else 0
+    return values
+
+
+def columns(x: keras.KerasTensor, indices: list[int]) -> keras.KerasTensor:
+    """The columns `indices` of `x` (which holds no NaN), in that order: a product with a 0/1
+    matrix, which LiteRT runs as one FULLY_CONNECTED (an optimized kernel, exact here) where
+    slices and a concatenation are a reference kernel per column."""
+    width = x.shape[1]
+    if indices == list(range(width)):
+        return x
+    selection = np.zeros((width, len(indices)), dtype=np.float32)
+    selection[indices, np.arange(len(indices))] = 1
+    return ops.matmul(x, selection)
 
 
 def output_layer(task: str, inputs: Inputs, hidden: keras.KerasTensor,
