@@ -7,20 +7,29 @@ Serving gives it, one row per example: binary [[p_positive], ...], multiclass
 Differences, on purpose: NaN/Infinity and values outside the schema's range are refused; plain
 lists of values are accepted next to objects keyed by feature name; there is no
 classify/regress signature.
+
+/v1/ is answered at the WSGI layer (service.app.Observed hands it here), not through Flask's
+request cycle: it has its own dispatch (TF Serving's expressions), reads its body once and
+answers bytes, so Flask's request and application contexts, URL adapter, hooks and Response
+object were all cost, about a third of a prediction's CPU time (bench/RESULTS.md). Every other
+route is Flask's.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 import orjson
+from flask import Response
+from werkzeug.exceptions import InternalServerError, RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length, get_input_stream
 
-from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
-
+from service.metrics import count_rows
+from service.state import ServiceState
 from service.validation import (DEFAULT_SIGNATURE, InvalidRequest, parse_json,
                                 signature_name)
 
-bp = Blueprint("tfserving", __name__)
+log = logging.getLogger("service")
 
 V1 = re.compile(r"/v1/", re.IGNORECASE)
 PREDICT = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
@@ -41,94 +50,116 @@ class ApiError(Exception):
         self.status = status
 
 
-def json_response(body, status: int = 200) -> Response:
+def json_bytes(body) -> bytes:
     # numpy arrays go out as they are; a float32 as its shortest decimal (0.8125, not
     # 0.8125000004656613).
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
-                    mimetype="application/json")
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-@bp.before_app_request
-def tfserving():
-    """Answer every /v1/ request here, before Flask's routing could answer 404 or 405."""
-    if not V1.match(request.path):
-        return None
-    try:
-        return _dispatch(request.method, request.path)
-    except InvalidRequest as error:
-        return json_response({"error": str(error)}, 400)
-    except ApiError as error:
-        return json_response({"error": str(error)}, error.status)
+def json_response(body, status: int = 200) -> Response:
+    """For Flask's routes."""
+    return Response(json_bytes(body), status=status, mimetype="application/json")
 
 
-def _dispatch(method: str, path: str) -> Response:
-    if method == "POST" and (match := PREDICT.fullmatch(path)):
-        name, version, label, verb = match.groups()
-        g.route = f"/v1/models/{{name}}:{verb.lower()}"
-        if verb.lower() == "predict":
-            return _predict(name, version, label)
-        _resolve(name, version, label, predict=True)
-        return json_response({"error": f"Expected {verb.lower()} signature method_name to be "
-                                       f"tensorflow/serving/{verb.lower()}. Was: "
-                                       f"{PREDICT_METHOD}"}, 400)
-    if method == "GET" and (match := STATUS.fullmatch(path)):
-        name, version, label, metadata = match.groups()
-        g.route = "/v1/models/{name}/metadata" if metadata else "/v1/models/{name}"
-        if not name:
-            raise ApiError(400, "Missing model name in request.")
-        predictor = _resolve(name, version, label, predict=False)
-        if metadata:
-            return json_response(metadata_body(name, predictor))
-        return json_response(status_body(predictor.version))
-    g.route = "/v1 (malformed)"
-    raise ApiError(400, f"Malformed request: {method} {path}")
+def too_large(limit: int) -> str:
+    return f"Request body larger than {limit} bytes (MAX_BODY_BYTES)"
 
 
-def _resolve(name: str, version: str | None, label: str | None, predict: bool):
-    """The loaded model, if the URL names it (TF Serving's 404 and 400 messages)."""
-    state = current_app.extensions["service"]
-    if version is not None and int(version) > INT64_MAX:
-        raise ApiError(400, f"Failed to convert version: {version} to numeric.")
-    if name != state.config.model_name:
-        raise ApiError(404, f"Servable not found for request: Latest({name})" if predict
-                       else f"Could not find any versions of model {name}")
-    if state.predictor is None:
-        raise ApiError(503, f"Model {name} is not available: {state.error}")
-    if label is not None:
-        raise ApiError(400, f"Unrecognized servable version label: {label}")
-    if version is not None and int(version) != int(state.predictor.version):
-        raise ApiError(404, f"Servable not found for request: Specific({name}, {version})"
-                       if predict else f"Could not find version {version} of model {name}")
-    return state.predictor
+class TFServing:
+    """Answers every request under /v1/ from the WSGI environ: its status and JSON body. Leaves
+    in `facts` what the request's log line and metrics need: the route, the rows (and their
+    values with LOG_FEATURES), the error."""
 
+    def __init__(self, state: ServiceState):
+        self.state = state
 
-def _predict(name: str, version: str | None, label: str | None) -> Response:
-    # TF Serving's order: the body, its signature_name, the model, the signature, the tensors.
-    document = parse_json(_body())
-    signature = signature_name(document)
-    predictor = _resolve(name, version, label, predict=True)
-    if signature != DEFAULT_SIGNATURE:
-        raise ApiError(400, f'Serving signature name: "{signature}" not found in signature def')
-    state = current_app.extensions["service"]
-    batch = state.parser.parse(document)
-    g.rows = len(batch.rows)
-    if state.config.log_features:
-        g.features = batch.rows.tolist()
-    outputs = predictor.predict(batch.rows)
-    state.predictions.observe(outputs)
-    return json_response({"outputs" if batch.columnar else "predictions": outputs})
+    def __call__(self, environ: dict, method: str, path: str, facts: dict) -> tuple[int, bytes]:
+        try:
+            status, body = 200, self._dispatch(environ, method, path, facts)
+        except InvalidRequest as error:
+            status, body = 400, {"error": str(error)}
+        except ApiError as error:
+            status, body = error.status, {"error": str(error)}
+        except Exception:  # noqa: BLE001 - as Flask would: logged, and a 500 in our shape
+            log.exception("Exception on %s [%s]", path, method)
+            status, body = 500, {"error": InternalServerError.description}
+        if status >= 400:
+            facts["error"] = body["error"]
+        return status, json_bytes(body)
 
+    def _dispatch(self, environ: dict, method: str, path: str, facts: dict):
+        if method == "POST" and (match := PREDICT.fullmatch(path)):
+            name, version, label, verb = match.groups()
+            facts["route"] = f"/v1/models/{{name}}:{verb.lower()}"
+            if verb.lower() == "predict":
+                return self._predict(environ, name, version, label, facts)
+            self._resolve(name, version, label, predict=True)
+            raise ApiError(400, f"Expected {verb.lower()} signature method_name to be "
+                                f"tensorflow/serving/{verb.lower()}. Was: {PREDICT_METHOD}")
+        if method == "GET" and (match := STATUS.fullmatch(path)):
+            name, version, label, metadata = match.groups()
+            facts["route"] = "/v1/models/{name}/metadata" if metadata else "/v1/models/{name}"
+            if not name:
+                raise ApiError(400, "Missing model name in request.")
+            predictor = self._resolve(name, version, label, predict=False)
+            if metadata:
+                return metadata_body(name, predictor)
+            return status_body(predictor.version)
+        facts["route"] = "/v1 (malformed)"
+        raise ApiError(400, f"Malformed request: {method} {path}")
 
-def _body() -> bytes:
-    """The request body, refused (413) over MAX_BODY_BYTES before a byte of it is read. With a
-    Content-Length, one read from the server's stream: werkzeug's 64 KiB steps cost 0.5 ms more
-    on a 1024-row body (bench/RESULTS.md). A chunked body goes through werkzeug."""
-    length = request.content_length
-    if length is None:
-        return request.get_data(cache=False)
-    if length > current_app.config["MAX_CONTENT_LENGTH"]:
-        raise RequestEntityTooLarge()
-    return request.environ["wsgi.input"].read(length)
+    def _resolve(self, name: str, version: str | None, label: str | None, predict: bool):
+        """The loaded model, if the URL names it (TF Serving's 404 and 400 messages)."""
+        state = self.state
+        if version is not None and int(version) > INT64_MAX:
+            raise ApiError(400, f"Failed to convert version: {version} to numeric.")
+        if name != state.config.model_name:
+            raise ApiError(404, f"Servable not found for request: Latest({name})" if predict
+                           else f"Could not find any versions of model {name}")
+        if state.predictor is None:
+            raise ApiError(503, f"Model {name} is not available: {state.error}")
+        if label is not None:
+            raise ApiError(400, f"Unrecognized servable version label: {label}")
+        if version is not None and int(version) != int(state.predictor.version):
+            raise ApiError(404, f"Servable not found for request: Specific({name}, {version})"
+                           if predict else f"Could not find version {version} of model {name}")
+        return state.predictor
+
+    def _predict(self, environ: dict, name: str, version: str | None, label: str | None,
+                 facts: dict) -> dict:
+        # TF Serving's order: the body, its signature_name, the model, the signature, the
+        # tensors.
+        document = parse_json(self._body(environ))
+        signature = signature_name(document)
+        predictor = self._resolve(name, version, label, predict=True)
+        if signature != DEFAULT_SIGNATURE:
+            raise ApiError(400, f'Serving signature name: "{signature}" not found in '
+                                f'signature def')
+        state = self.state
+        batch = state.parser.parse(document)
+        facts["rows"] = rows = len(batch.rows)
+        count_rows(state.config.model_name, predictor.version, rows)
+        if state.config.log_features:
+            facts["features"] = batch.rows.tolist()
+        outputs = predictor.predict(batch.rows)
+        state.predictions.observe(outputs)
+        return {"outputs" if batch.columnar else "predictions": outputs}
+
+    def _body(self, environ: dict) -> bytes:
+        """The request body, refused (413) over MAX_BODY_BYTES before a byte of it is read.
+        With a Content-Length, one read from the server's stream: werkzeug's 64 KiB steps
+        cost 0.5 ms more on a 1024-row body (bench/RESULTS.md). A chunked body goes through
+        werkzeug's limited stream."""
+        limit = self.state.config.max_body_bytes
+        length = get_content_length(environ)
+        try:
+            if length is None:
+                return get_input_stream(environ, max_content_length=limit).read()
+        except RequestEntityTooLarge:
+            raise ApiError(413, too_large(limit)) from None
+        if length > limit:
+            raise ApiError(413, too_large(limit))
+        return environ["wsgi.input"].read(length)
 
 
 def status_body(version: str) -> dict:

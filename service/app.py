@@ -6,18 +6,21 @@ import os
 import re
 from time import perf_counter
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
 
 from service import api, logs, openapi, ops, page
 from service.config import Config
-from service.metrics import count_rows, observe_request
+from service.metrics import observe_request
 from service.predictor import Predictor
 from service.state import load
 
 # A caller's X-Request-ID is kept when it is a sane token; anything else is replaced.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
-FACTS = "service.facts"  # the environ key where the app leaves what only it knows
+FACTS = "service.facts"  # the environ key where Flask's routes leave what only they know
+# As werkzeug's Response spells them.
+STATUS_LINES = {code: f"{code} {reason.upper()}" for code, reason in HTTP_STATUS_CODES.items()}
 
 
 def create_app(config: Config | None = None, predictor: Predictor | None = None) -> Flask:
@@ -27,12 +30,12 @@ def create_app(config: Config | None = None, predictor: Predictor | None = None)
     logs.configure()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.extensions["service"] = load(config, predictor)
-    for blueprint in (api.bp, ops.bp, openapi.bp, page.bp):
+    state = app.extensions["service"] = load(config, predictor)
+    for blueprint in (ops.bp, openapi.bp, page.bp):
         app.register_blueprint(blueprint)
     app.after_request(_annotate)
     app.register_error_handler(HTTPException, _http_error)
-    app.wsgi_app = Observed(app.wsgi_app)
+    app.wsgi_app = Observed(app.wsgi_app, api.TFServing(state))
     return app
 
 
@@ -41,10 +44,12 @@ class Observed:
     X-Request-ID when it is a sane token), a Server-Timing header, its count and latency in
     Prometheus by route and status, and one JSON log line. A WSGI wrapper rather than Flask's
     before/after_request hooks: it reads the environ directly instead of a dozen context-local
-    lookups (bench/RESULTS.md, "Where the time goes")."""
+    lookups (bench/RESULTS.md, "Where the time goes"). TF Serving's /v1/ is answered here
+    too, without Flask (service.api.TFServing says why); every other route goes to Flask."""
 
-    def __init__(self, wsgi_app):
+    def __init__(self, wsgi_app, tfserving: api.TFServing):
         self.wsgi_app = wsgi_app
+        self.tfserving = tfserving
 
     def __call__(self, environ, start_response):
         started = perf_counter()
@@ -59,11 +64,21 @@ class Observed:
             headers.append(("Server-Timing", f"app;dur={elapsed * 1000:.3f}"))
             return start_response(status, headers, exc_info)
 
-        body = self.wsgi_app(environ, start)
-        method, route = environ["REQUEST_METHOD"], facts.get("route", "(unmatched)")
+        method = environ["REQUEST_METHOD"]
+        # The path as Flask's request.path gives it (WSGI's latin-1 read as UTF-8).
+        path = facts["path"] = "/" + environ.get("PATH_INFO", "").encode("latin-1").decode(
+            "utf-8", "replace").lstrip("/")
+        if api.V1.match(path):
+            status, payload = self.tfserving(environ, method, path, facts)
+            start(STATUS_LINES[status], [("Content-Type", "application/json"),
+                                         ("Content-Length", str(len(payload)))])
+            body = [] if method == "HEAD" else [payload]
+        else:
+            body = self.wsgi_app(environ, start)
+        route = facts.get("route", "(unmatched)")
         elapsed = facts.get("elapsed", perf_counter() - started)
         observe_request(method, route, facts.get("status", 500), elapsed)
-        entry = {"method": method, "path": facts.get("path", environ.get("PATH_INFO")),
+        entry = {"method": method, "path": path,
                  "route": route, "status": facts.get("status", 500),
                  "latency_ms": round(elapsed * 1000, 3), "request_id": request_id,
                  "remote_addr": environ.get("REMOTE_ADDR")}
@@ -78,19 +93,10 @@ class Observed:
 
 
 def _annotate(response):
-    """Leave the middleware what only the app knows: the route, the rows, the error."""
-    req, context = request._get_current_object(), g._get_current_object()
+    """Leave the middleware what only Flask knows: the route, the error."""
+    req = request._get_current_object()
     facts = req.environ[FACTS]
-    facts["path"] = req.path
-    facts["route"] = getattr(context, "route", None) or (
-        req.url_rule.rule if req.url_rule else "(unmatched)")
-    rows = getattr(context, "rows", None)
-    if rows is not None:
-        state = current_app.extensions["service"]
-        count_rows(state.config.model_name, state.predictor.version, rows)
-        facts["rows"] = rows
-        if hasattr(context, "features"):
-            facts["features"] = context.features
+    facts["route"] = req.url_rule.rule if req.url_rule else "(unmatched)"
     if response.status_code >= 400 and response.is_json:
         facts["error"] = (response.get_json(silent=True) or {}).get("error")
     return response
@@ -99,8 +105,7 @@ def _annotate(response):
 def _http_error(error: HTTPException):
     """Errors outside /v1 in the same JSON shape as inside it."""
     if isinstance(error, RequestEntityTooLarge):
-        message = (f"Request body larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes "
-                   f"(MAX_BODY_BYTES)")
+        message = api.too_large(current_app.config["MAX_CONTENT_LENGTH"])
     elif error.code == 404:
         message = f"Not found: {request.path}"
     elif error.code == 405:
