@@ -34,7 +34,7 @@ VENV := .venv
 PY   := $(VENV)/bin/python
 say   = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help provision install lint test test-fast example train evaluate serve build smoke push candidate champion promote deploy rollback status pipeline bench act
+.PHONY: help provision install lint test test-fast test-kubernetes example train evaluate serve build smoke push candidate champion promote deploy rollback status pipeline bench act
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -89,9 +89,9 @@ lint: install $(CHECKOV) ## flake8, hadolint, shellcheck, zizmor and the schemas
 	$(VENV)/bin/kubernetes-validate --strict --quiet "$$rendered"/*.yaml; \
 	$(CHECKOV) --quiet --compact --skip-download --framework kubernetes --directory "$$rendered"
 
-test: install ## the whole test suite, with coverage (training/ must stay at 85% or more)
-	$(call say,test: pytest)
-	$(PY) -m pytest
+test: install ## the whole test suite, with coverage (training/ must stay at 85% or more); PYTEST_ARGS adds to pytest's
+	$(call say,test: pytest $(PYTEST_ARGS))
+	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) -m coverage report --include='training/*' --fail-under=85 --format=total \
 	  | xargs printf 'training/ line coverage: %s%% (minimum 85%%)\n'
 
@@ -100,6 +100,10 @@ test-fast: install ## the unit tests alone: no trained model, container, browser
 	$(PY) -m pytest --no-cov -q -m "$(FAST_TESTS)"
 
 FAST_TESTS := not slow and not trains and not docker and not browser and not kubernetes
+
+test-kubernetes: install ## the tests on a Kubernetes cluster alone: deploy, canary, rollback (.ci/cluster starts or finds one)
+	$(call say,test-kubernetes: pytest tests/test_kubernetes.py)
+	$(PY) -m pytest --no-cov tests/test_kubernetes.py
 
 example: ## make an example the active data set: make example NAME=penguins (see examples/)
 	$(call say,example: examples/$(NAME)/ -> data/)
@@ -149,7 +153,7 @@ promote: $(VENV)/.extra-deploy ## tag that image VERSION in REGISTRY: build once
 	$(call say,promote: $(REGISTRY)/$(IMAGE):sha-<commit> -> $(VERSION))
 	$(PY) -m deploy promote
 
-deploy: $(VENV)/.extra-deploy ## deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET; the old one serves until it is ready
+deploy: $(VENV)/.extra-deploy ## deploy REGISTRY/IMAGE:VERSION to DEPLOY_TARGET; the old one serves until it is ready (kubernetes: CANARY=1 runs a canary first)
 	$(call say,deploy: $(REGISTRY)/$(IMAGE):$(VERSION) -> $(DEPLOY_TARGET) on port $(PORT))
 	$(PY) -m deploy deploy
 

@@ -12,10 +12,17 @@ A deploy:
    sends traffic to ready pods.
 Requests in flight during a switch are safe: a pod leaving the Service waits (preStop) until
 the proxies have dropped it, then gunicorn finishes what it holds (deploy/k8s/base).
+
+With CANARY=1 and a release already serving, the new release first runs as a canary: a
+Deployment `<name>-canary` of CANARY_REPLICAS pods (default 1) with the same labels plus a track
+label, so the Service sends them their share of the connections (by pod count). deploy/canary.py
+compares their /metrics with the stable pods' over CANARY_WINDOW seconds; the release is then
+promoted (the rollout above) or aborted (the stable pods untouched), and the canary removed.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -24,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import canary
 from deploy.docker_driver import PROBE, PROBE_FAILED, DeployError, Deployment, Release
 from deploy.settings import Settings
 
@@ -41,6 +49,10 @@ FATAL_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashL
 # never report (it marks the rollout failed after the manifest's progressDeadlineSeconds).
 POLL = 1.0
 ROLLOUT_LIMIT = 900.0
+# The canary's pods carry this label too (its Deployment selects on it); the stable ones do not.
+TRACK_LABEL = "ml.deploy/track"
+# Seconds between two looks at the pods' metrics during the canary analysis.
+CANARY_LOOK = 10.0
 
 
 class NotReady(Exception):
@@ -154,6 +166,20 @@ class KubernetesDriver:
                    f"({before['spec']['template']['spec']['containers'][0]['image']})"
                    if before else "nothing")
         manifests = self.render(release, history)
+        try:
+            if self.settings.canary:
+                self._canary(target, release, manifests, before, serving)
+            self._roll_out(target, release, manifests, revision, serving, started)
+        finally:
+            if self.settings.canary:
+                self.run("delete", "deployment", _canary_name(target), "--ignore-not-found",
+                         "--wait=false", namespace=target.namespace)
+        self.log(f"deployment/{target.deployment} rolled out in "
+                 f"{time.monotonic() - started:.1f} s")
+        return self._describe(target, self.deployment(target))
+
+    def _roll_out(self, target: Target, release: Release, manifests: str, revision: str | None,
+                  serving: str, started: float) -> None:
         self.log(f"applying {self.overlay.relative_to(MANIFESTS.parent.parent)} with "
                  f"{release.reference} to namespace {target.namespace or 'default'}")
         self.run("apply", "--filename", "-", input=manifests)
@@ -168,9 +194,83 @@ class KubernetesDriver:
         except BaseException:  # interrupted, or the API went away: put the old release back
             self._undo(target, revision, manifests)
             raise
-        self.log(f"deployment/{target.deployment} rolled out in "
-                 f"{time.monotonic() - started:.1f} s")
-        return self._describe(target, self.deployment(target))
+
+    # -- canary ------------------------------------------------------------------------------
+    def _canary(self, target: Target, release: Release, manifests: str, before: dict | None,
+                serving: str) -> None:
+        """Run the release as a canary next to the stable pods and judge it; return to promote
+        it, raise DeployError to abort (the caller removes the canary either way)."""
+        if before is None:
+            self.log("canary: no release serves yet, nothing to compare with: a plain rollout")
+            return
+        if before["spec"]["template"]["spec"]["containers"][0]["image"] == release.reference:
+            self.log(f"canary: {release.version} already serves: no canary needed")
+            return
+        rendered = next(item for item in _json_objects(self.run(
+            "create", "--dry-run=client", "--output", "json", "--filename", "-",
+            input=manifests).stdout) if item["kind"] == "Deployment")
+        replicas = self.settings.canary_replicas
+        self.run("apply", "--filename", "-",
+                 input=json.dumps(_canary_deployment(rendered, _canary_name(target), replicas)))
+        stable_pods = before.get("status", {}).get("readyReplicas", 0)
+        self.log(f"canary: {replicas} pod(s) of {release.version} next to {stable_pods} stable "
+                 f"pod(s): about {replicas / (replicas + stable_pods):.0%} of the Service's "
+                 f"connections")
+        aborted = f"the canary of {release.version} was removed; still serving in namespace " \
+                  f"{target.namespace or 'default'}: {serving}"
+        try:
+            self._wait(Target(_canary_name(target), None, target.namespace), time.monotonic())
+        except NotReady as reason:
+            raise DeployError(f"canary aborted: {release.version} never became ready "
+                              f"({reason}); {aborted}")
+        verdict = self._analyse(before)
+        title = (f"canary analysis of {release.version} against "
+                 f"{_version(before['spec']['template'])}")
+        self.log(canary.report(verdict, title))
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as summary:
+                summary.write(canary.report(verdict, title) + "\n")
+        if verdict.decision != "promote":
+            raise DeployError(f"canary aborted: {verdict.reason}; {aborted}")
+        self.log(f"canary: {release.version} promoted: the stable pods roll out to it")
+
+    def _analyse(self, stable: dict) -> canary.Verdict:
+        """Look at every ready pod's metrics over the window (CANARY_WINDOW seconds)."""
+        selector = ",".join(f"{k}={v}" for k, v in
+                            stable["spec"]["selector"]["matchLabels"].items())
+        namespace = stable["metadata"]["namespace"]
+        looks = max(1, math.ceil(self.settings.canary_window / CANARY_LOOK))
+        analysis = canary.Analysis(canary.Thresholds(min_requests=self.settings.canary_requests),
+                                   looks)
+        analysis.baseline(self._scrape(selector, namespace))
+        for look in range(1, looks + 1):
+            time.sleep(CANARY_LOOK)
+            verdict = analysis.look(self._scrape(selector, namespace), final=look == looks)
+            self.log(f"canary: look {look}/{looks}: canary {verdict.canary.requests} requests "
+                     f"({verdict.canary.errors} 5xx), stable {verdict.stable.requests} "
+                     f"({verdict.stable.errors} 5xx): {verdict.decision}")
+            if verdict.decision != "continue":
+                return verdict
+        raise AssertionError("the last look always decides")
+
+    def _scrape(self, selector: str, namespace: str) -> dict[str, tuple[str, str]]:
+        """{pod: (track, its /metrics)} of the ready pods behind the Service, through the API
+        server's pod proxy (pods are not always reachable from where the deploy runs)."""
+        found = {}
+        for pod in self.get("pods", "--selector", selector, namespace=namespace)["items"]:
+            ready = any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in pod.get("status", {}).get("conditions", []))
+            if not ready or pod["metadata"].get("deletionTimestamp"):
+                continue
+            name, port = pod["metadata"]["name"], \
+                pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+            scraped = self.run("get", "--raw",
+                               f"/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy/metrics",
+                               check=False)
+            if scraped.returncode == 0:  # a pod that just went away counts at the next look
+                track = pod["metadata"]["labels"].get(TRACK_LABEL, canary.STABLE)
+                found[name] = (track, scraped.stdout)
+        return found
 
     def _ensure_namespace(self, namespace: str | None) -> None:
         if namespace and not self.run("get", "namespace", namespace, "--ignore-not-found",
@@ -209,15 +309,18 @@ class KubernetesDriver:
         raise NotReady(f"not rolled out after {ROLLOUT_LIMIT:g} s")
 
     def _new_pods(self, target: Target, deployment: dict) -> list[dict]:
-        """The pods of the ReplicaSet that holds the Deployment's current template."""
+        """The pods of the ReplicaSet that holds the Deployment's current template (the
+        canary's ReplicaSet matches the stable Deployment's selector too: ownership decides)."""
         revision = deployment["metadata"].get("annotations", {}).get(REVISION_ANNOTATION)
         selector = ",".join(f"{k}={v}" for k, v in
                             deployment["spec"]["selector"]["matchLabels"].items())
         items = self.get("replicasets,pods", "--selector", selector,
                          namespace=target.namespace)["items"]
+        uid = deployment["metadata"]["uid"]
         hashes = {rs["metadata"]["labels"].get("pod-template-hash") for rs in items
                   if rs["kind"] == "ReplicaSet"
-                  and rs["metadata"].get("annotations", {}).get(REVISION_ANNOTATION) == revision}
+                  and rs["metadata"].get("annotations", {}).get(REVISION_ANNOTATION) == revision
+                  and any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences", []))}
         return [pod for pod in items if pod["kind"] == "Pod"
                 and pod["metadata"]["labels"].get("pod-template-hash") in hashes]
 
@@ -241,6 +344,25 @@ class KubernetesDriver:
                 if probe.returncode == PROBE_FAILED:
                     raise NotReady(f"pod {name} says it cannot become ready: "
                                    f"{probe.stdout.strip()}")
+
+
+def _canary_name(target: Target) -> str:
+    return f"{target.deployment}-canary"
+
+
+def _canary_deployment(rendered: dict, name: str, replicas: int) -> dict:
+    """The release's Deployment as a canary: its own name and replica count, and the track label
+    on its selector and pods (which keep the labels the Service selects on)."""
+    track = {TRACK_LABEL: canary.CANARY}
+    spec = rendered["spec"]
+    return {**rendered,
+            "metadata": {**rendered["metadata"], "name": name,
+                         "labels": {**rendered["metadata"].get("labels", {}), **track}},
+            "spec": {**spec, "replicas": replicas,
+                     "selector": {"matchLabels": {**spec["selector"]["matchLabels"], **track}},
+                     "template": {**spec["template"], "metadata": {
+                         **spec["template"]["metadata"],
+                         "labels": {**spec["template"]["metadata"]["labels"], **track}}}}}
 
 
 def _json_objects(text: str) -> list[dict]:

@@ -30,6 +30,13 @@ class Settings:
     environment: str = "production"
     namespace: str = ""
     kubectl: str = "kubectl"
+    # CANARY=1: a deploy first runs the release as a canary of CANARY_REPLICAS pods next to the
+    # stable ones, compared over CANARY_WINDOW seconds once each side has CANARY_REQUESTS
+    # requests (deploy/canary.py), and promotes or aborts it.
+    canary: bool = False
+    canary_replicas: int = 1
+    canary_window: float = 300.0
+    canary_requests: int = 200
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:
@@ -49,6 +56,10 @@ class Settings:
             environment=get("DEPLOY_ENVIRONMENT", cls.environment),
             namespace=get("KUBE_NAMESPACE", cls.namespace),
             kubectl=get("KUBECTL", cls.kubectl),
+            canary=get("CANARY", "0") not in ("0", "false", "no"),
+            canary_replicas=int(get("CANARY_REPLICAS", cls.canary_replicas)),
+            canary_window=float(get("CANARY_WINDOW", cls.canary_window)),
+            canary_requests=int(get("CANARY_REQUESTS", cls.canary_requests)),
         )
 
     @property

@@ -6,12 +6,15 @@ from. The images are built with `make
 build`, pushed to the registry, and the cluster pulls them from there by digest. The test
 deploys v1, switches to v2, is refused a broken v2.1.0, rolls back to v1 and forward to v2 by
 name, with a client sending requests through the Service the whole time (until the old pods are
-gone), and checks after each step which image digest the Service's ready endpoints run.
+gone), and checks after each step which image digest the Service's ready endpoints run. With
+CANARY=1, a release that serves as well is promoted and bad ones are aborted, with a client
+sending requests throughout.
 Everything lives in namespaces and a registry repository of its own, removed at the end.
 Skips only when no cluster can exist here and CI is not set.
 """
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import time
@@ -23,7 +26,8 @@ from deploy.docker_driver import Release
 from deploy.kubernetes_driver import MANIFESTS, KubernetesDriver
 from deploy.registry import PRODUCTION_TAG, Registry
 from deploy.settings import Settings
-from release_tools import REPO, built_releases, make, ok, release_env, release_story, \
+from conftest import DATA, SCHEMA
+from release_tools import REPO, Traffic, built_releases, make, ok, release_env, release_story, \
     remove_releases, unavailable
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.docker, pytest.mark.slow]
@@ -164,3 +168,55 @@ def test_every_overlay_passes_the_api_servers_strict_validation(k8s_env, environ
         assert "deployment.apps/model-service created (server dry run)" in result.stdout
     finally:
         kubectl(k8s_env, "delete", "namespace", namespace, "--wait=false")
+
+
+def data_rows(count: int) -> list[dict]:
+    """The first rows of the data set as request instances: a realistic mix of predictions."""
+    features = json.loads(SCHEMA.read_text())["features"]
+    convert = {"float": float, "int": lambda v: int(float(v)), "category": str}
+    with DATA.open(newline="") as f:
+        rows = [row for row, _ in zip(csv.DictReader(f), range(count))]
+    return [{feature["name"]: convert[feature["dtype"]](row[feature["name"]])
+             if row[feature["name"]] != "" else None for feature in features} for row in rows]
+
+
+def test_a_canary_promotes_a_good_release_and_aborts_bad_ones(k8s_env, releases):
+    env = {**k8s_env, "KUBE_NAMESPACE": f"{k8s_env['KUBE_NAMESPACE']}-canary"}
+    registry = Registry(env["REGISTRY"])
+    canary = {"CANARY": "1", "CANARY_WINDOW": "30", "CANARY_REQUESTS": "100"}
+    # kind maps one NodePort to the runner: the other test's Service gives it up.
+    kubectl(env, "delete", "service", "model-service-nodeport", "--namespace",
+            k8s_env["KUBE_NAMESPACE"], "--ignore-not-found")
+    try:
+        first = ok(make("deploy", env, VERSION="1.0.0", **canary))
+        assert "canary: no release serves yet, nothing to compare with" in first
+        with Traffic(reachable(env), data_rows(20)) as traffic:
+            time.sleep(0.5)
+            steps = {}
+            for version in ("2.0.0", "2.1.0"):
+                steps[version] = make("deploy", env, VERSION=version, **canary)
+                print(steps[version].stdout, steps[version].stderr)
+                old_pods_gone(env)
+        print(f"  {traffic.sent} requests through the canaries, {len(traffic.failures)} failed")
+        promoted = ok(steps["2.0.0"])
+        assert "canary: 1 pod(s) of 2.0.0 next to " in promoted
+        assert "### canary analysis of 2.0.0 against 1.0.0: promote\n\nevery check passed" \
+            in promoted
+        assert "| 5xx share | 0.00% (0 of " in promoted and "| latency p95 |" in promoted
+        assert "canary: 2.0.0 promoted: the stable pods roll out to it" in promoted
+        broken = steps["2.1.0"]
+        assert broken.returncode != 0, broken.stdout + broken.stderr
+        assert "canary aborted: 2.1.0 never became ready (pod model-service-canary-" \
+            in broken.stderr
+        assert "the canary of 2.1.0 was removed; still serving in namespace " in broken.stderr
+        # The client saw no failure: neither from the machinery nor from a bad canary, which
+        # never took a request.
+        assert traffic.sent > 0 and traffic.failures == [], traffic.failures[:5]
+        digest = registry.digest(env["IMAGE"], "2.0.0")
+        assert serving_digests(env) == {digest}
+        assert registry.digest(env["IMAGE"], PRODUCTION_TAG) == digest
+        assert kubectl(env, "get", "deployments", "--namespace", env["KUBE_NAMESPACE"],
+                       "--output", "name").split() == ["deployment.apps/model-service"]
+    finally:
+        kubectl(env, "delete", "namespace", env["KUBE_NAMESPACE"], "--ignore-not-found",
+                "--wait=false")

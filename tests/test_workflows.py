@@ -166,7 +166,8 @@ def test_every_make_target_a_workflow_calls_exists(workflows):
     assert commands == {"deploy", "rollback"}
     called |= commands
     assert called == {"lint", "test", "provision", "train", "evaluate", "build", "smoke", "push",
-                      "deploy", "rollback", "status", "candidate", "champion", "promote"}
+                      "deploy", "rollback", "status", "candidate", "champion", "promote",
+                      "test-kubernetes"}
     assert called <= targets, f"not in the Makefile: {called - targets}"
     assert "act" in targets
 
@@ -180,6 +181,7 @@ def test_ci_job_graph(workflows):
     jobs = workflows["ci"]["jobs"]
     assert {job_id: needs(job) for job_id, job in jobs.items()} == {
         "candidate": set(), "lint": {"candidate"}, "test": {"candidate"},
+        "kubernetes": {"candidate"},
         "model": {"candidate"}, "report": {"model"}, "image": {"candidate", "model"},
         # Only an image whose code passed lint, tests and the gate is published.
         "publish": {"candidate", "lint", "test", "model", "image"},
@@ -199,6 +201,29 @@ def test_ci_job_graph(workflows):
     assert "head.repo.full_name == github.repository" in jobs["report"]["if"]
     text = WORKFLOWS["ci"].read_text()
     assert "deploy.yml" not in text and "environment:" not in text, "CI never deploys"
+
+
+def test_the_cluster_tests_run_in_a_job_of_their_own_that_nothing_waits_for(workflows):
+    """A kind cluster that cannot start on a runner shows red in the kubernetes job and
+    blocks neither the other tests nor the image and its publication."""
+    jobs = workflows["ci"]["jobs"]
+    runs = {job_id: [step.get("run") for step in job.get("steps", [])]
+            for job_id, job in jobs.items()}
+    assert "make test PYTEST_ARGS=--ignore=tests/test_kubernetes.py" in runs["test"]
+    assert runs["kubernetes"][-1] == "make test-kubernetes"
+    assert jobs["kubernetes"]["if"] == jobs["test"]["if"]
+    assert not any("kubernetes" in needs(job) for job in jobs.values())
+    test_kubernetes = subprocess.run(["make", "-n", "test-kubernetes"], cwd=REPO, check=True,
+                                     capture_output=True, text=True).stdout
+    assert "pytest --no-cov tests/test_kubernetes.py" in test_kubernetes
+
+
+def test_a_production_deploy_goes_through_the_canary(workflows):
+    step = next(step for _, step in steps_of(workflows["deploy"])
+                if step.get("name") == "make ${{ inputs.command }}")
+    assert step["env"]["CANARY"] == ("${{ inputs.command == 'deploy' && inputs.environment == "
+                                     "'production' && (vars.CANARY || '1') || '0' }}")
+    assert step["env"]["CANARY_WINDOW"] == "${{ vars.CANARY_WINDOW }}"
 
 
 def test_deploys_only_from_a_gated_tag_or_by_hand(workflows):
