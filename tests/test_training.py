@@ -159,11 +159,11 @@ def test_the_preprocessing_imputes_one_hot_encodes_and_standardizes(small):
     length, count, colour = inputs.x.T
     missing_length, missing_colour = np.isnan(length), np.isnan(colour)
     assert missing_length.any() and missing_colour.any()
-    # The numbers (a missing length is the median of the present ones), the colour one-hot (a
-    # missing one all zeros), then was-missing for the two nullable features; standardized.
+    # A missing length is the median of the present ones, a missing colour all zeros in its
+    # one-hot part; each nullable feature followed by its was-missing column; standardized.
     expected = np.column_stack([
-        np.where(missing_length, np.median(length[~missing_length]), length), count,
-        *(colour == code for code in range(3)), missing_length, missing_colour])
+        np.where(missing_length, np.median(length[~missing_length]), length), missing_length,
+        count, *(colour == code for code in range(3)), missing_colour])
     np.testing.assert_allclose(encoded, (expected - expected.mean(axis=0)) / expected.std(axis=0),
                                atol=1e-4)
 
