@@ -1,1 +1,1 @@
-"""The serving benchmark (`make bench`): this service against a baseline and a ceiling."""
+"""The serving benchmark (`make bench`): this service against a baseline and the bare framework."""

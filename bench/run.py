@@ -2,7 +2,7 @@
 
 1. service   this service under gunicorn (service/gunicorn_conf.py) with the trained model;
 2. bare      the bare framework: Flask on the same gunicorn settings, the same JSON body
-             parsed, a constant answer (bare.py): the ceiling for what the service adds;
+             parsed, a constant answer (bare.py): the reference of the overhead target;
 3. constant  the service with a constant prediction instead of the model (constant.py): the
              model's share;
 4. baseline  Flask's development server calling Keras model.predict per request (baseline.py).
