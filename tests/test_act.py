@@ -236,10 +236,12 @@ class Workspace:
         for name in ("VIRTUAL_ENV", "REGISTRY", "IMAGE", "VERSION", "MAKEFLAGS", "MAKELEVEL",
                      "PYTEST_ADDOPTS", "COV_CORE_SOURCE", "COV_CORE_CONFIG", "COV_CORE_DATAFILE"):
             env.pop(name, None)
-        # This machine's own docker client and base image (local.env, from `make provision`),
-        # as a runner has its own: act's copy of the checkout leaves the untracked file out.
+        # This machine's own docker client and engine (local.env, from `make provision`), as a
+        # runner has its own: act's copy of the checkout leaves the untracked file out. Only
+        # the values set: act's --env beats a job's env, so an empty DOCKER_HOST would blank
+        # the deploy job's DOCKER_HOST (vars.DOCKER_HOST), which GitHub would keep.
         machine = [f"--env={line}" for line in (REPO / "local.env").read_text().splitlines()
-                   if "=" in line and not line.startswith("#")] if (
+                   if line.partition("=")[2] and not line.startswith("#")] if (
             REPO / "local.env").exists() else []
         started = time.monotonic()
         result = subprocess.run(
