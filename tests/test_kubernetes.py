@@ -7,8 +7,9 @@ build`, pushed to the registry, and the cluster pulls them from there by digest.
 deploys v1, switches to v2, is refused a broken v2.1.0, rolls back to v1 and forward to v2 by
 name, with a client sending requests through the Service the whole time (until the old pods are
 gone), and checks after each step which image digest the Service's ready endpoints run. With
-CANARY=1, a release that serves as well is promoted and bad ones are aborted, with a client
-sending requests throughout.
+CANARY=1, a release that serves as well is promoted, and one that never gets ready and one that
+predicts differently (an untrained model) are aborted, with a client sending requests
+throughout.
 Everything lives in namespaces and a registry repository of its own, removed at the end.
 Skips only when no cluster can exist here and CI is not set.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import time
 import uuid
@@ -170,18 +172,36 @@ def test_every_overlay_passes_the_api_servers_strict_validation(k8s_env, environ
         kubectl(k8s_env, "delete", "namespace", namespace, "--wait=false")
 
 
+@pytest.fixture(scope="module")
+def untrained_release(k8s_env, releases, untrained_model_dir):
+    """2.2.0: the untrained model (its initial weights), a release that becomes ready and
+    answers every request, but predicts differently."""
+    workdir = REPO / f".test-build-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(untrained_model_dir, workdir)
+        ok(make("build", k8s_env, VERSION="2.2.0", MODEL_DIR=str(workdir.relative_to(REPO))))
+        ok(make("push", k8s_env, VERSION="2.2.0"))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return "2.2.0"
+
+
 def data_rows(count: int) -> list[dict]:
-    """The first rows of the data set as request instances: a realistic mix of predictions."""
+    """Rows spread over the data set, as request instances: a realistic mix of predictions."""
     features = json.loads(SCHEMA.read_text())["features"]
     convert = {"float": float, "int": lambda v: int(float(v)), "category": str}
     with DATA.open(newline="") as f:
-        rows = [row for row, _ in zip(csv.DictReader(f), range(count))]
+        rows = list(csv.DictReader(f))
+    rows = rows[::len(rows) // count][:count]
     return [{feature["name"]: convert[feature["dtype"]](row[feature["name"]])
              if row[feature["name"]] != "" else None for feature in features} for row in rows]
 
 
-def test_a_canary_promotes_a_good_release_and_aborts_bad_ones(k8s_env, releases):
-    env = {**k8s_env, "KUBE_NAMESPACE": f"{k8s_env['KUBE_NAMESPACE']}-canary"}
+def test_a_canary_promotes_a_good_release_and_aborts_bad_ones(k8s_env, releases,
+                                                              untrained_release, tmp_path):
+    summary = tmp_path / "summary.md"  # a GitHub job's summary
+    env = {**k8s_env, "KUBE_NAMESPACE": f"{k8s_env['KUBE_NAMESPACE']}-canary",
+           "GITHUB_STEP_SUMMARY": str(summary)}
     registry = Registry(env["REGISTRY"])
     canary = {"CANARY": "1", "CANARY_WINDOW": "30", "CANARY_REQUESTS": "100"}
     # kind maps one NodePort to the runner: the other test's Service gives it up.
@@ -193,7 +213,7 @@ def test_a_canary_promotes_a_good_release_and_aborts_bad_ones(k8s_env, releases)
         with Traffic(reachable(env), data_rows(20)) as traffic:
             time.sleep(0.5)
             steps = {}
-            for version in ("2.0.0", "2.1.0"):
+            for version in ("2.0.0", "2.1.0", untrained_release):
                 steps[version] = make("deploy", env, VERSION=version, **canary)
                 print(steps[version].stdout, steps[version].stderr)
                 old_pods_gone(env)
@@ -209,8 +229,17 @@ def test_a_canary_promotes_a_good_release_and_aborts_bad_ones(k8s_env, releases)
         assert "canary aborted: 2.1.0 never became ready (pod model-service-canary-" \
             in broken.stderr
         assert "the canary of 2.1.0 was removed; still serving in namespace " in broken.stderr
-        # The client saw no failure: neither from the machinery nor from a bad canary, which
-        # never took a request.
+        wrong = steps[untrained_release]
+        assert wrong.returncode != 0, wrong.stdout + wrong.stderr
+        assert "### canary analysis of 2.2.0 against 2.0.0: abort" in wrong.stdout
+        assert "canary aborted: predicted labels: canary " in wrong.stderr \
+            or "canary aborted: prediction values: canary " in wrong.stderr
+        assert "the canary of 2.2.0 was removed; still serving in namespace " in wrong.stderr
+        reports = summary.read_text()
+        assert reports.startswith("### canary analysis of 2.0.0 against 1.0.0: promote\n")
+        assert "\n### canary analysis of 2.2.0 against 2.0.0: abort\n" in reports
+        # The client saw no failure: not from the machinery, nor from the bad canaries (one
+        # never took a request, the other answers every request, wrongly).
         assert traffic.sent > 0 and traffic.failures == [], traffic.failures[:5]
         digest = registry.digest(env["IMAGE"], "2.0.0")
         assert serving_digests(env) == {digest}
