@@ -169,7 +169,7 @@ class KubernetesDriver:
         try:
             if self.settings.canary:
                 self._canary(target, release, manifests, before, serving)
-            self._roll_out(target, release, manifests, revision, serving, started)
+            self._roll_out(target, release, manifests, revision, serving)
         finally:
             if self.settings.canary:
                 self.run("delete", "deployment", _canary_name(target), "--ignore-not-found",
@@ -179,12 +179,12 @@ class KubernetesDriver:
         return self._describe(target, self.deployment(target))
 
     def _roll_out(self, target: Target, release: Release, manifests: str, revision: str | None,
-                  serving: str, started: float) -> None:
+                  serving: str) -> None:
         self.log(f"applying {self.overlay.relative_to(MANIFESTS.parent.parent)} with "
                  f"{release.reference} to namespace {target.namespace or 'default'}")
         self.run("apply", "--filename", "-", input=manifests)
         try:
-            self._wait(target, started)
+            self._wait(target, time.monotonic())
         except NotReady as reason:
             self.log(f"{release.version} is not ready ({reason}); undoing the rollout")
             self._undo(target, revision, manifests)
