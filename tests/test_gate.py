@@ -8,7 +8,6 @@ import io
 import json
 import math
 import shutil
-from statistics import NormalDist
 
 import gate_simulation
 import numpy as np
@@ -20,7 +19,6 @@ from training import evaluate, gate, split, train
 from training.__main__ import main
 from training.config import TrainConfig
 from training.data import load_dataset
-from training.metrics import HIGHER_IS_BETTER, metric
 
 from conftest import DATA as ACTIVE_DATA
 from conftest import ROOT
@@ -147,8 +145,7 @@ def scores(seed: int, n: int = 120, noise: float = 0.3):
 
 def compare(y, candidate, champion, name="roc_auc", **champion_settings):
     policy = gate.policy_from_dict({"primary_metric": name, "champion": champion_settings})
-    return gate.compare(policy, y, candidate, champion,
-                        lambda truth, p: metric(name, truth, p, 0.5), HIGHER_IS_BETTER[name])
+    return gate.compare(policy, y, candidate, champion)
 
 
 def test_the_same_model_twice_passes_with_no_spread():
@@ -206,10 +203,11 @@ def test_the_power_statement_says_when_the_split_is_too_small():
         f"On these 60 rows this gate catches a drop of 0.01 in roc_auc only "
         f"{round(small.power * 100)} times in 100: too few rows to catch it 80% of the time; "
         f"about {small.rows_needed:,} rows would.")
-    # On the rows needed (the standard error shrinks as 1 / sqrt(rows)) the power is 80%.
-    se_there = small.standard_error * math.sqrt(60 / small.rows_needed)
-    assert NormalDist().cdf(0.01 / se_there - small.critical_value) == \
-        pytest.approx(0.8, abs=0.01)
+    # On the rows needed (the standard error shrinks as 1 / sqrt(rows), the rarest class
+    # grows with them) the power is 80%.
+    scale = small.rows_needed / 60
+    assert gate._power(0.01, small.standard_error / math.sqrt(scale), small.critical_value,
+                       20 * scale, 0.0) == pytest.approx(0.8, abs=0.01)
     large = compare(y, other, p, max_regression=0.5)
     assert large.power >= 0.8
     assert gate.power_statement(large) == (
@@ -236,22 +234,31 @@ def test_the_rule_in_words_is_the_one_gate_toml_states():
 
 
 # Its error rates, measured: a seeded simulation (tests/gate_simulation.py) of many test
-# splits for each task. Equally good candidates must fail at most 5% of the time (plus the
-# simulation's own sampling error), and the power the comparison states must match how often
-# it fails a candidate worse by max_regression.
+# splits for each task. Equally good candidates must fail at most 5% of the time, and the power
+# the comparison states must not exceed how often it fails a candidate worse by max_regression
+# nor fall far below it, each beyond the simulation's own sampling error (two standard errors).
+# The small splits are where a rule goes wrong: a jackknife for every metric, its power from
+# the standard error alone, states 19% for ROC AUC on 40 rows where it is 13%, and fails this
+# test on roc_auc, log_loss and macro_f1 (its 5.4 to 5.7% of equally good candidates failed
+# on RMSE and 40 rows are too close to 5% for a fast test to see).
+
+def _scenario(metric_name: str) -> gate_simulation.Scenario:
+    return next(s for s in gate_simulation.SCENARIOS if s.metric == metric_name)
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario, rows, repeats", [
-    (gate_simulation.SCENARIOS[0], 113, 400),  # binary, roc_auc
-    (gate_simulation.SCENARIOS[1], 113, 500),  # regression, rmse
-    (gate_simulation.SCENARIOS[2], 150, 300),  # multiclass, macro_f1
-], ids=lambda v: getattr(v, "name", None))
-def test_the_simulated_error_rates_are_the_stated_ones(scenario, rows, repeats):
-    r = gate_simulation.run(scenario, rows, repeats, seed=7)
-    sampling = math.sqrt(0.05 * 0.95 / repeats)
-    assert r.false_fails <= 0.05 + 2 * sampling
-    assert abs(r.power - r.stated_power) <= 2 * math.sqrt(0.25 / repeats) + 0.03
-    assert 0.2 < r.power < 0.9  # a drop the split can catch sometimes, not always
+@pytest.mark.parametrize("metric_name, rows, repeats", [
+    ("roc_auc", 40, 600),
+    ("rmse", 40, 6000),  # per-row losses are cheap
+    ("log_loss", 60, 3000),
+    ("macro_f1", 150, 300),
+])
+def test_the_simulated_error_rates_are_the_stated_ones(metric_name, rows, repeats):
+    r = gate_simulation.run(_scenario(metric_name), rows, repeats, seed=7)
+    assert r.false_fails <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / repeats)
+    sampling = 2 * math.sqrt(r.power * (1 - r.power) / repeats)
+    assert r.power - 0.06 - sampling <= r.stated_power <= r.power + sampling
+    assert 0.05 < r.power < 0.95  # a drop the split can catch sometimes, not always
 
 
 # Each outcome end to end

@@ -16,7 +16,7 @@ from training import champion, gate, report
 from training.artifacts import display_path, read_json, read_verified, write_json, write_text
 from training.config import TrainConfig
 from training.data import load_dataset
-from training.metrics import HIGHER_IS_BETTER, metric, task_metrics
+from training.metrics import task_metrics
 from training.split import assign, recorded_ids
 
 BATCH_ROWS = 1024
@@ -86,10 +86,8 @@ def run(model_dir: Path, champion_ref: str | None, policy_path: Path | None = No
                 raise InputError(f"champion {champion_ref}: it trained on {np.sum(~fresh)} of "
                                  f"the {len(y)} test rows, which leaves too few to compare on")
             p = lite.predict(x[fresh]).copy()
-        name, mine, truth = policy.primary_metric, candidate.outputs[fresh], y[fresh]
-        comparison = gate.compare(policy, truth, mine, p,
-                                  lambda t, outputs: metric(name, t, outputs, threshold),
-                                  HIGHER_IS_BETTER[name])
+        mine, truth = candidate.outputs[fresh], y[fresh]
+        comparison = gate.compare(policy, truth, mine, p, threshold)
         verdict["champion"] = {
             "reference": champion_ref,
             "metrics": task_metrics(schema.task, truth, p, threshold, schema.labels),

@@ -10,15 +10,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import Callable
 
 import numpy as np
 
 from contract.errors import InputError, in_file
-from training.metrics import HIGHER_IS_BETTER, metrics_for
+from training.metrics import HIGHER_IS_BETTER, metric, metrics_for, row_losses
 
-# A metric of one model: (the truth, the model's outputs for the same rows) -> its value.
-Metric = Callable[[np.ndarray, np.ndarray], float]
 # Groups of the jackknife (see `compare`): a comparison costs 2 * GROUPS evaluations of the
 # metric, and Student's t on 19 degrees of freedom needs about 7% more rows for the same power
 # than a known standard error would.
@@ -62,7 +59,9 @@ class Comparison:
     candidate: float
     champion: float
     standard_error: float  # of candidate - champion; nan when it cannot be estimated
-    critical_value: float  # Student's t quantile at `confidence`, GROUPS - 1 degrees of freedom
+    critical_value: float  # Student's t quantile at `confidence`
+    degrees_of_freedom: float
+    method: str            # how the standard error was estimated, in words
     confidence: float
     max_regression: float
     power: float           # the chance that a candidate worse by max_regression fails here
@@ -141,36 +140,127 @@ def better(name: str, a: float, b: float) -> bool:
 
 
 def compare(policy: Policy, truth: np.ndarray, candidate: np.ndarray, champion: np.ndarray,
-            score: Metric, higher_is_better: bool) -> Comparison:
-    """The two models' outputs on the same rows (first axis), scored by `score(truth, outputs)`:
-    the primary metric of each, the standard error of their difference, and the power.
+            threshold: float = 0.5) -> Comparison:
+    """The two models' outputs on the same rows (first axis), scored on the policy's primary
+    metric: its value for each, the standard error of their difference, and the power.
 
-    The standard error is a delete-a-group jackknife: the difference is recomputed with each of
-    GROUPS groups of rows left out. It needs nothing of the metric but the function, so it
-    holds for ROC AUC (not a mean over rows) as for RMSE or macro F1, and the jackknife never
-    underestimates a variance on average (Efron and Stein, 1981). The test then compares the
-    difference with Student's t on GROUPS - 1 degrees of freedom, which accounts for the
-    standard error being estimated from GROUPS values.
+    A metric that moves with the mean of a per-row loss alone (accuracy, log_loss, mae, rmse,
+    r2: `row_losses`) is compared on the rows' loss differences, a paired t-test on the degrees
+    of freedom their spread supports (rows - 1 at most, fewer for heavy tails: `_effective_df`):
+    the sign of the metric's difference is that of the mean loss difference, and its standard
+    error is converted exactly (rmse - rmse' = (mse - mse') / (rmse + rmse')). The other
+    metrics (roc_auc, f1, precision, recall, macro_f1) are no such mean: their standard error
+    is a delete-a-group jackknife, the difference recomputed with each of GROUPS groups of rows
+    left out, on GROUPS - 1 degrees of freedom. It needs nothing of the metric but the
+    function, and never underestimates a variance on average (Efron and Stein, 1981). Either
+    way the difference is compared with Student's t.
     """
+    name = policy.primary_metric
+    higher_is_better = HIGHER_IS_BETTER[name]
     rows = len(truth)
-    values = score(truth, candidate), score(truth, champion)
-    groups = min(GROUPS, rows)
-    group = _groups(truth, groups)
-    left_out = np.array([score(truth[keep], candidate[keep]) - score(truth[keep], champion[keep])
-                         for keep in (group != g for g in range(groups))])
-    se = float(np.sqrt((groups - 1) / groups * np.sum((left_out - left_out.mean()) ** 2)))
-    t = student_t_quantile(policy.confidence, groups - 1)
-    # A candidate worse by max_regression fails when its difference falls below -t * se: with
-    # the difference about normal around -max_regression, that happens with this chance.
-    power = (float(NormalDist().cdf(policy.max_regression / se - t)) if se > 0
-             else 1.0 if se == 0 else math.nan)
-    # The standard error shrinks as 1 / sqrt(rows).
-    z_power = NormalDist().inv_cdf(policy.power)
-    needed = (math.ceil(rows * ((t + z_power) * se / policy.max_regression) ** 2)
-              if math.isfinite(se) else None)
-    return Comparison(policy.primary_metric, higher_is_better, rows, float(values[0]),
-                      float(values[1]), se, t, policy.confidence, policy.max_regression, power,
+    values = (metric(name, truth, candidate, threshold), metric(name, truth, champion, threshold))
+    losses = row_losses(name, truth, candidate, threshold)
+    if losses is not None:
+        gap = losses - row_losses(name, truth, champion, threshold)
+        se = float(np.std(gap, ddof=1) / math.sqrt(rows)) * _per_mean_loss(name, truth, values)
+        spread_df = _effective_df(gap)
+        df, rarest = min(rows - 1, spread_df), None
+        method = f"paired over the rows' {LOSS_NAMES[name]}"
+    else:
+        groups = min(GROUPS, rows)
+        group = _groups(truth, groups)
+        left_out = np.array([
+            metric(name, truth[keep], candidate[keep], threshold)
+            - metric(name, truth[keep], champion[keep], threshold)
+            for keep in (group != g for g in range(groups))])
+        se = float(np.sqrt((groups - 1) / groups * np.sum((left_out - left_out.mean()) ** 2)))
+        counts = np.bincount(truth.astype(np.int64))
+        df, rarest, spread_df = groups - 1, int(counts[counts > 0].min()), None
+        method = f"a jackknife over {groups} groups of rows"
+    t = student_t_quantile(policy.confidence, df)
+    power = _power(policy.max_regression, se, t, rarest, spread_df)
+    needed = _rows_needed(policy, rows, se, t, rarest, spread_df)
+    return Comparison(name, higher_is_better, rows, float(values[0]), float(values[1]), se, t,
+                      df, method, policy.confidence, policy.max_regression, power,
                       policy.power, needed)
+
+
+# What each loss-based metric's rows are compared on, in words.
+LOSS_NAMES = {"accuracy": "errors (1 for a wrong row)", "log_loss": "log losses",
+              "mae": "absolute errors", "rmse": "squared errors", "r2": "squared errors"}
+# The power of a jackknife comparison: the standard error of roc_auc, f1, precision, recall
+# and macro_f1 grows with the difference itself (simulated on 40 to 1000 rows: roughly
+# se^2 = se0^2 + k * difference^2, k about 2 / the rows of the rarest class), so a worse
+# candidate is failed less often than its standard error alone says. The power is stated as
+# if the critical value were t / sqrt(1 - t^2 * k): SE_GROWTH = 2 is the constant of k that
+# keeps the stated power at or below the simulated one (tests/gate_simulation.py).
+SE_GROWTH = 2.0
+
+
+def _per_mean_loss(name: str, truth: np.ndarray, values: tuple[float, float]) -> float:
+    """How far the metric moves per unit of its mean row loss, between the two models."""
+    if name == "rmse":
+        total = values[0] + values[1]
+        return 1 / total if total > 0 else 0.0
+    if name == "r2":
+        spread = float(np.mean((truth - np.mean(truth)) ** 2))
+        return 1 / spread if spread > 0 else math.nan
+    return 1.0
+
+
+def _effective_df(gap: np.ndarray) -> float:
+    """The degrees of freedom the rows' spread supports (Satterthwaite): those of a chi-square
+    whose relative variance, 2 / df, is that of the variance estimated from these rows,
+    (kurtosis - 1) / rows. As many as rows for normal rows, fewer for heavy-tailed ones
+    (squared errors, log losses, or a few rows where the models disagree on accuracy)."""
+    centred = gap - gap.mean()
+    m2 = float(np.mean(centred ** 2))
+    kurtosis = float(np.mean(centred ** 4)) / m2 ** 2 if m2 > 0 else 3.0
+    return 2 * len(gap) / max(kurtosis - 1, 1e-9)
+
+
+def _power(drop: float, se: float, t: float, rarest: float | None,
+           spread_df: float | None) -> float:
+    """The chance that a candidate worse by `drop` fails: its difference about normal around
+    -drop with standard error `se`, against the critical value t. Not overstated by the error
+    in `se`: for a paired comparison, drop / se is estimated with the relative variance
+    1 / (2 spread_df), so it is taken less its bias (3/8 of the relative variance of se^2)
+    and the power less the second-order bias of the normal curve over it; for a jackknife
+    comparison t is raised instead (see SE_GROWTH)."""
+    if not se > 0:
+        return 1.0 if se == 0 else math.nan
+    if rarest is not None:
+        room = 1 - t * t * SE_GROWTH / rarest
+        if room <= 0:
+            return 0.0  # a class too rare for the rows to show a drop reliably
+        return float(NormalDist().cdf(drop / se - t / math.sqrt(room)))
+    ratio = drop / se / (1 + 3 / (4 * spread_df))
+    x = ratio - t
+    normal = NormalDist()
+    bias = -x * normal.pdf(x) / 2 * ratio ** 2 / (2 * spread_df)
+    return min(1.0, max(0.0, normal.cdf(x) - bias))
+
+
+def _rows_needed(policy: Policy, rows: int, se: float, t: float, rarest: int | None,
+                 spread_df: float | None) -> int | None:
+    """How many rows like these would catch max_regression `policy.power` of the time: the
+    standard error shrinks as 1 / sqrt(rows), the rarest class grows with them."""
+    if not math.isfinite(se):
+        return None
+
+    def caught(scale: float) -> bool:
+        return _power(policy.max_regression, se / math.sqrt(scale), t,
+                      None if rarest is None else rarest * scale,
+                      None if spread_df is None else spread_df * scale) >= policy.power
+
+    high = 1.0
+    while not caught(high):
+        high *= 2
+    low = high / 2 if high > 1 else 0.0
+    while high - low > 1 / rows:
+        middle = (low + high) / 2
+        low, high = (low, middle) if caught(middle) else (middle, high)
+    return math.ceil(rows * high)
 
 
 def student_t_quantile(p: float, df: int) -> float:
@@ -248,7 +338,8 @@ def _champion_rule(c: Comparison) -> Rule:
     name = c.metric
     numbers = (f"{name} {c.candidate:.4f} against the champion's {c.champion:.4f} on {c.rows} "
                f"rows: candidate - champion = {c.difference:+.4f} (standard error "
-               f"{c.standard_error:.4f})")
+               f"{c.standard_error:.4f}, {c.method}; Student's t on "
+               f"{round(c.degrees_of_freedom, 1):g} degrees of freedom)")
     better_by = c.best_case
     if not c.passed:
         verdict = (f"at {c.confidence:.0%} confidence the candidate is worse than the champion "

@@ -44,6 +44,31 @@ def metric(name: str, y: np.ndarray, output: np.ndarray, threshold: float = 0.5)
     return _from_confusion(*confusion(y, output, threshold))[name]
 
 
+def row_losses(name: str, y: np.ndarray, output: np.ndarray,
+               threshold: float = 0.5) -> np.ndarray | None:
+    """Each row's loss, for a metric that is its mean or moves with its mean alone: accuracy
+    (1 for a wrong row), log_loss, mae (the absolute error), rmse (the square root of the mean
+    squared error) and r2 (1 - the mean squared error over the target's variance, the same for
+    any two models on the same rows). None for the others (roc_auc, f1, precision, recall,
+    macro_f1), which no per-row loss adds up to. The gate compares two models on these."""
+    output = _squeezed(output)
+    if name in ("rmse", "r2", "mae"):
+        error = output.astype(np.float64) - y.astype(np.float64)
+        return np.abs(error) if name == "mae" else error ** 2
+    if name == "accuracy":
+        predicted = (np.argmax(output, axis=1) if output.ndim == 2
+                     else (output >= threshold).astype(np.int64))
+        return (predicted != y).astype(np.float64)
+    if name == "log_loss":
+        if output.ndim == 2:
+            q = np.clip(output[np.arange(len(y)), y.astype(np.int64)].astype(np.float64),
+                        EPSILON, 1.0)
+            return -np.log(q)
+        q = np.clip(output.astype(np.float64), EPSILON, 1 - EPSILON)
+        return -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return None
+
+
 def task_metrics(task: str, y: np.ndarray, output: np.ndarray, threshold: float = 0.5,
                  labels: tuple[str, ...] = ()) -> dict:
     """Every metric of the task, with the figures behind them: binary and multiclass the
