@@ -86,6 +86,12 @@ def test_the_committed_policy_has_every_kind_of_rule():
     assert 0 < POLICY.max_regression < 0.1 and POLICY.confidence == 0.95
 
 
+def test_the_regression_policy_compares_on_a_metric_without_units():
+    # A max_regression in rmse would be in the target's units, whatever they are.
+    policy = gate.load_policy(gate.TASK_POLICIES / "regression.toml", "regression")
+    assert (policy.primary_metric, policy.max_regression) == ("r2", 0.01)
+
+
 @pytest.mark.parametrize("text, message", [
     ('primary_metric = "speed"', "primary_metric must be one of accuracy, roc_auc"),
     ('primary_metric = "f1"\nthreshold = 3', "the top level: unknown key.s. threshold"),
