@@ -4,6 +4,7 @@ task, every refusal, health, readiness, metrics, request ids and logs."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from pathlib import Path
@@ -707,6 +708,31 @@ def test_errors_outside_v1_are_json(client):
     response = client.post("/healthz")
     assert (response.status_code, error_of(response)) == (
         405, "Method POST not allowed on /healthz")
+
+
+def test_an_unexpected_error_in_v1_is_a_logged_500_in_the_same_shape(client, capsys, caplog,
+                                                                     monkeypatch, real_rows):
+    """/v1/ is answered without Flask (service/api.py): an error no code path expects (here a
+    model that raises, put in by hand: a working one does not) is still a 500 with a JSON error,
+    its traceback logged, the request counted and given its line."""
+    def broken(rows):
+        raise RuntimeError("the interpreter broke")
+
+    monkeypatch.setattr(client.application.extensions["service"].predictor, "predict", broken)
+    logging.getLogger("service").addHandler(caplog.handler)
+    try:
+        capsys.readouterr()
+        response = post(client, {"instances": real_rows[:1]})
+    finally:
+        logging.getLogger("service").removeHandler(caplog.handler)
+    assert response.status_code == 500
+    assert "internal error" in error_of(response)
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert record.getMessage() == f"Exception on {PREDICT} [POST]"
+    assert "the interpreter broke" in str(record.exc_info[1])
+    [line] = request_lines(capsys)
+    assert (line["status"], line["route"]) == (500, "/v1/models/{name}:predict")
+    assert "internal error" in line["error"]
 
 
 def test_config_from_environment():
