@@ -173,6 +173,25 @@ def test_the_comparison_is_deterministic_and_its_numbers_agree():
     assert a.critical_value == pytest.approx(1.7291, abs=1e-4)
 
 
+@pytest.mark.parametrize("wrong_rows, passed", [(3, True), (6, False)])
+def test_a_loss_metric_is_compared_on_the_rows_with_the_df_their_spread_supports(wrong_rows,
+                                                                                 passed):
+    # Two models alike on 40 rows but for a few the candidate gets wrong: 3 of 3 such rows
+    # one way happens 1 time in 8 between equally good models (rows - 1 = 39 degrees of
+    # freedom would fail it); 6 of 6, 1 time in 64.
+    y = (np.arange(40) % 2).astype(int)
+    champion = np.where(y == 1, 0.9, 0.1)
+    candidate = champion.copy()
+    candidate[:wrong_rows] = 1 - candidate[:wrong_rows]
+    c = compare(y, candidate, champion, "accuracy")
+    assert c.difference == pytest.approx(-wrong_rows / 40)
+    assert c.method == "from the rows' errors (1 for a wrong row), paired"
+    assert c.degrees_of_freedom < 39
+    assert c.passed == passed
+    # On rows - 1 = 39 degrees of freedom both would fail.
+    assert c.difference + gate.student_t_quantile(0.95, 39) * c.standard_error < 0
+
+
 @pytest.mark.parametrize("p, df, exact", [(0.95, 19, 1.729133), (0.95, 4, 2.131847),
                                           (0.975, 9, 2.262157), (0.99, 19, 2.539483)])
 def test_the_t_quantile_matches_published_tables(p, df, exact):
