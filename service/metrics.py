@@ -92,16 +92,16 @@ FEW_ROWS = 8
 
 class PredictionMetrics:
     """Counts one model's predictions (predictions_total{label}, not for regression) and
-    observes their values (prediction_value), a whole batch at once."""
+    observes their values (prediction_value); a batch of more than FEW_ROWS at once."""
 
     def __init__(self, schema: Schema, threshold: float):
         self.task = schema.task
         self.threshold = threshold  # binary: the positive label from this probability on
         self.labels = ([] if schema.task == "regression" else
                        [PREDICTIONS.labels(label) for label in schema.class_labels])
-        self.values = _value_histogram(VALUE_BUCKETS if schema.task == "regression"
-                                       else PROBABILITY_BUCKETS)
-        self.bounds = np.array((*self.values._upper_bounds[:-1], np.inf))
+        buckets = VALUE_BUCKETS if schema.task == "regression" else PROBABILITY_BUCKETS
+        self.values = _value_histogram(buckets)
+        self.bounds = np.array((*buckets, np.inf))  # as the histogram has them
 
     def observe(self, outputs: np.ndarray) -> None:
         """`outputs` as the model gives them, [N, K] (Predictor.predict)."""
@@ -137,8 +137,8 @@ class PredictionMetrics:
 def observe_all(histogram: Histogram, values: np.ndarray, bounds: np.ndarray) -> None:
     """Histogram.observe for each value, in one step: the buckets by numpy, then one
     increment of each bucket that got any and of the sum (prometheus_client observes one value
-    at a time; tests/test_service_api.py checks that both give the same series). A NaN goes
-    to +Inf and is left out of the sum."""
+    at a time; tests/test_service_api.py checks that both give the same series). A NaN, which
+    no model that passed its warm-up should give, goes to +Inf, not out of range."""
     index = np.minimum(np.searchsorted(bounds, values), len(bounds) - 1)
     counts = np.bincount(index, minlength=len(bounds))
     for bucket in np.flatnonzero(counts):
