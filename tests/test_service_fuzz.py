@@ -13,7 +13,7 @@ import json
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
@@ -230,6 +230,8 @@ def test_no_route_answers_a_malformed_request_with_a_5xx(fuzzed):
            route=st.sampled_from(ROUTES), suffix=suffixes,
            body=st.binary(max_size=64) | st.builds(lambda v: json.dumps(v).encode(), any_json))
     def check(method, route, suffix, body):
+        # Flask's test client reads "//x" as a host, not a path: it cannot send one.
+        assume(not (route + suffix).startswith("//"))
         response = client.open(route + suffix, method=method, data=body,
                                headers={"Content-Type": "application/json"})
         assert response.status_code < 500, (method, route + suffix, response.get_data())
