@@ -67,12 +67,17 @@ def test_image_has_no_tensorflow_and_no_pip(engine, images):
     assert output.strip() == b"[]"
 
 
+def containers_of(engine, image: str) -> set[str]:
+    """The containers made from `image`, running or not: others on a shared engine come and go."""
+    return {c.id for c in engine.containers.list(all=True, filters={"ancestor": image})}
+
+
 def test_the_model_comes_out_of_an_image_without_running_it(engine, images, model_dir, tmp_path):
-    before = {c.id for c in engine.containers.list(all=True)}
+    before = containers_of(engine, images["1.0.0"])
     extracted = extract_model(images["1.0.0"], tmp_path / "champion", engine)
     for name in ("model.tflite", "manifest.json"):
         assert (extracted / name).read_bytes() == (model_dir / name).read_bytes()
-    assert {c.id for c in engine.containers.list(all=True)} == before
+    assert containers_of(engine, images["1.0.0"]) == before
     with pytest.raises(ImageError, match="neither local nor pullable"):
         extract_model(f"{images['1.0.0']}-missing", tmp_path / "none", engine)
 
@@ -80,7 +85,7 @@ def test_the_model_comes_out_of_an_image_without_running_it(engine, images, mode
 def test_the_gate_takes_its_champion_from_an_image(engine, images, release_env, model_dir,
                                                    tmp_path):
     candidate = shutil.copytree(model_dir, tmp_path / "candidate")
-    before = {c.id for c in engine.containers.list(all=True)}
+    before = containers_of(engine, images["1.0.0"])
     output = ok(make("evaluate", release_env, MODEL_DIR=str(candidate),
                      CHAMPION=images["1.0.0"]))
     assert f"against {images['1.0.0']}" in output
@@ -88,7 +93,7 @@ def test_the_gate_takes_its_champion_from_an_image(engine, images, release_env, 
     assert champion["reference"] == images["1.0.0"]
     # The image holds the very same model: the two score alike on every test row.
     assert champion["comparison"]["difference"] == 0
-    assert {c.id for c in engine.containers.list(all=True)} == before
+    assert containers_of(engine, images["1.0.0"]) == before
     missing = make("evaluate", release_env, MODEL_DIR=str(candidate),
                    CHAMPION=f"{images['1.0.0']}-missing")
     assert missing.returncode == 2, missing.stdout + missing.stderr
