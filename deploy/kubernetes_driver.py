@@ -226,10 +226,11 @@ class KubernetesDriver:
         verdict = self._analyse(before)
         title = (f"canary analysis of {release.version} against "
                  f"{_version(before['spec']['template'])}")
-        self.log(canary.report(verdict, title))
+        report = canary.report(verdict, title)
+        self.log(report)
         if os.environ.get("GITHUB_STEP_SUMMARY"):
             with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as summary:
-                summary.write(canary.report(verdict, title) + "\n")
+                summary.write(report + "\n")
         if verdict.decision != "promote":
             raise DeployError(f"canary aborted: {verdict.reason}; {aborted}")
         self.log(f"canary: {release.version} promoted: the stable pods roll out to it")
